@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class AzureSessionsConfig(AppConfig):
+    name = "django_azure_sessions"
+    verbose_name = "Sessions (django-azure-sessions)"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)

@@ -1,0 +1,143 @@
+"""System checks: every misconfiguration of ``AZURE_SESSIONS`` is an error with an id and a hint.
+
+Ids: E001-E009 top level, E010-E019 SQL, E020-E039 REDIS, E040-E059 TABLE, W0xx warnings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from .conf import SECTIONS, SETTING_NAME, TOP_LEVEL_DEFAULTS, section_keys
+
+ENGINE_PREFIX = "django_azure_sessions.backends."
+SectionCheck = Callable[[dict[str, Any]], list[CheckMessage]]
+
+
+def _error(number: int, msg: str, hint: str) -> Error:
+    return Error(msg, hint=hint, id=f"django_azure_sessions.E{number:03d}")
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def check_sql(section: dict[str, Any]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    database = section.get("DATABASE", "default")
+    if database not in settings.DATABASES:
+        errors.append(
+            _error(
+                11,
+                f"{SETTING_NAME}['SQL']['DATABASE'] is {database!r}, not an alias in DATABASES.",
+                f"Use one of: {', '.join(map(repr, settings.DATABASES))}.",
+            )
+        )
+    if not _positive_int(section.get("CLEAR_BATCH_SIZE", 1000)):
+        errors.append(
+            _error(
+                12,
+                f"{SETTING_NAME}['SQL']['CLEAR_BATCH_SIZE'] must be a positive integer.",
+                "The default, 1000, keeps each DELETE short.",
+            )
+        )
+    return errors
+
+
+# Engines add their section's checks here: {"SQL": check_sql, ...}.
+SECTION_CHECKS: dict[str, SectionCheck] = {"SQL": check_sql}
+SECTION_ERROR_BASE = {"SQL": 10, "REDIS": 20, "TABLE": 40}
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: list[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    config = getattr(settings, SETTING_NAME, {})
+    if not isinstance(config, dict):
+        return [
+            _error(
+                1,
+                f"{SETTING_NAME} must be a dict, not {type(config).__name__}.",
+                'For example: AZURE_SESSIONS = {"REDIS": {"URL": "rediss://..."}}.',
+            )
+        ]
+    errors: list[CheckMessage] = []
+    known = TOP_LEVEL_DEFAULTS.keys() | SECTIONS.keys()
+    for key in sorted(config.keys() - known):
+        errors.append(
+            _error(2, f"{SETTING_NAME} has an unknown key {key!r}.", f"Known keys: {sorted(known)}.")
+        )
+    prefix = config.get("KEY_PREFIX", "")
+    if not isinstance(prefix, str) or len(prefix) > 128:
+        errors.append(
+            _error(
+                3,
+                f"{SETTING_NAME}['KEY_PREFIX'] must be a string of at most 128 characters.",
+                'Something short that names the site, like "shop:".',
+            )
+        )
+    if not isinstance(config.get("HASH_KEYS", True), bool):
+        errors.append(
+            _error(4, f"{SETTING_NAME}['HASH_KEYS'] must be True or False.", "Leave it True.")
+        )
+    if not _positive_int(config.get("CONFLICT_RETRIES", 10)):
+        errors.append(
+            _error(
+                5,
+                f"{SETTING_NAME}['CONFLICT_RETRIES'] must be a positive integer.",
+                "The default, 10, is plenty for sessions shared by concurrent requests.",
+            )
+        )
+    for name in SECTIONS:
+        section = config.get(name, {})
+        base = SECTION_ERROR_BASE[name]
+        if not isinstance(section, dict):
+            errors.append(
+                _error(base, f"{SETTING_NAME}[{name!r}] must be a dict.", "See the README.")
+            )
+            continue
+        unknown = sorted(section.keys() - section_keys(name))
+        if unknown:
+            errors.append(
+                _error(
+                    base,
+                    f"{SETTING_NAME}[{name!r}] has unknown keys: {', '.join(unknown)}.",
+                    f"Known keys: {', '.join(sorted(section_keys(name)))}.",
+                )
+            )
+        if name in SECTION_CHECKS and _engine_in_use(name):
+            errors.extend(SECTION_CHECKS[name](section))
+    return errors
+
+
+def _engine_in_use(section: str) -> bool:
+    return str(getattr(settings, "SESSION_ENGINE", "")) == ENGINE_PREFIX + section.lower()
+
+
+@register(Tags.compatibility)
+def check_installed(app_configs: list[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    if not str(getattr(settings, "SESSION_ENGINE", "")).startswith(ENGINE_PREFIX):
+        return []
+    apps = list(settings.INSTALLED_APPS)
+    if "django_azure_sessions" not in apps:
+        return [
+            _error(
+                6,
+                "SESSION_ENGINE is a django_azure_sessions engine, but the app is not installed.",
+                "Add 'django_azure_sessions' to INSTALLED_APPS.",
+            )
+        ]
+    if "django.contrib.sessions" in apps and apps.index("django.contrib.sessions") < apps.index(
+        "django_azure_sessions"
+    ):
+        return [
+            Warning(
+                "django.contrib.sessions is listed before django_azure_sessions.",
+                hint="List django_azure_sessions first so that its management commands win.",
+                id="django_azure_sessions.W001",
+            )
+        ]
+    return []

@@ -1,0 +1,98 @@
+"""Settings of django-azure-sessions, read live from ``settings.AZURE_SESSIONS``.
+
+Every key has a default; ``checks.py`` reports wrong values as system check errors, so the
+properties here may assume well-formed input and stay cheap (they run on every request).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from django.conf import settings as django_settings
+
+SETTING_NAME = "AZURE_SESSIONS"
+
+
+@dataclass(frozen=True)
+class SQLSettings:
+    DATABASE: str = "default"
+    CLEAR_BATCH_SIZE: int = 1000
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    URL: str | None = None
+    CACHE_ALIAS: str | None = None
+    OPTIONS: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    CONNECTION_STRING: str | None = None
+    ACCOUNT_URL: str | None = None
+    CREDENTIAL: Any = None
+    TABLE_NAME: str = "djangosessions"
+    CREATE_TABLE: bool = True
+    OPTIONS: dict[str, Any] = field(default_factory=dict)
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "SQL": SQLSettings,
+    "REDIS": RedisSettings,
+    "TABLE": TableSettings,
+}
+
+TOP_LEVEL_DEFAULTS: dict[str, Any] = {
+    "KEY_PREFIX": "",
+    "HASH_KEYS": True,
+    "CONFLICT_RETRIES": 10,
+}
+
+
+def section_keys(name: str) -> frozenset[str]:
+    return frozenset(f.name for f in fields(SECTIONS[name]))
+
+
+class Settings:
+    """Typed, live view of ``settings.AZURE_SESSIONS``; ``override_settings`` just works."""
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        value = getattr(django_settings, SETTING_NAME, None)
+        return value if isinstance(value, dict) else {}
+
+    def _get(self, key: str) -> Any:
+        return self.raw.get(key, TOP_LEVEL_DEFAULTS[key])
+
+    @property
+    def KEY_PREFIX(self) -> str:
+        return str(self._get("KEY_PREFIX"))
+
+    @property
+    def HASH_KEYS(self) -> bool:
+        return bool(self._get("HASH_KEYS"))
+
+    @property
+    def CONFLICT_RETRIES(self) -> int:
+        return int(self._get("CONFLICT_RETRIES"))
+
+    def _section(self, name: str) -> Any:
+        value = self.raw.get(name) or {}
+        known = section_keys(name)
+        return SECTIONS[name](**{k: v for k, v in value.items() if k in known})
+
+    @property
+    def SQL(self) -> SQLSettings:
+        return self._section("SQL")  # type: ignore[no-any-return]
+
+    @property
+    def REDIS(self) -> RedisSettings:
+        return self._section("REDIS")  # type: ignore[no-any-return]
+
+    @property
+    def TABLE(self) -> TableSettings:
+        return self._section("TABLE")  # type: ignore[no-any-return]
+
+
+app_settings = Settings()

@@ -1,0 +1,240 @@
+"""Django's ``SessionBase`` contract, implemented once over a ``Storage``.
+
+Engines subclass ``StoreSession`` and set ``storage_class``; everything about keys,
+encoding, expiry and concurrent writers lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+import random
+import time
+from typing import Any, ClassVar
+
+from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.core import signing
+
+from ..conf import app_settings
+from . import codec, keys
+from .storage import Record, Storage, utcnow
+
+# django.contrib.auth.SESSION_KEY, named here so that auth need not be installed.
+USER_ID_KEY = "_auth_user_id"
+CREATE_ATTEMPTS = 10
+
+security_logger = logging.getLogger("django.security.SuspiciousSession")
+logger = logging.getLogger("django_azure_sessions")
+
+
+class SessionConflict(UpdateError):
+    """Other requests kept changing this session; the save gave up after bounded retries."""
+
+
+class StoreSession(SessionBase):
+    """A ``SessionBase`` whose records are kept by ``storage_class``."""
+
+    storage_class: ClassVar[type[Storage]]
+
+    def __init__(self, session_key: str | None = None) -> None:
+        super().__init__(session_key)
+        self._record: Record | None = None  # as loaded or last saved by this object
+
+    @classmethod
+    def get_storage(cls) -> Storage:
+        return cls.storage_class.get()
+
+    # Keys
+
+    def _validate_session_key(self, key: Any) -> bool:
+        return keys.is_valid(key)
+
+    def _get_new_session_key(self) -> str:
+        # Keys are 165 random bits and creation is insert-if-absent: no exists() probe.
+        return keys.new_key()
+
+    async def _aget_new_session_key(self) -> str:
+        return keys.new_key()
+
+    # Data
+
+    def decode(self, session_data: str | bytes) -> dict[str, Any]:
+        try:
+            return codec.decode(session_data, self.key_salt, self.serializer)
+        except signing.BadSignature:
+            security_logger.warning("Session data corrupted")
+        except Exception as exc:  # the serializer's own errors, as in Django: no session
+            logger.warning("Session data could not be deserialized: %s", type(exc).__name__)
+        return {}
+
+    def _record_for(self, data: dict[str, Any]) -> Record:
+        now = utcnow()
+        age = self.get_expiry_age(expiry=data.get("_session_expiry"))
+        user_id = data.get(USER_ID_KEY)
+        return Record(
+            key=keys.storage_id(self._session_key),
+            data=codec.encode(data, self.key_salt, self.serializer),
+            expires=now + datetime.timedelta(seconds=age),
+            user_id=None if user_id is None else str(user_id),
+            updated=now,
+        )
+
+    def _loaded(self, record: Record | None) -> dict[str, Any]:
+        if record is None or record.expires <= utcnow():
+            self._record = None
+            self._session_key = None
+            return {}
+        self._record = record
+        return self.decode(record.data)
+
+    def _rebase(self, current: Record | None, data: dict[str, Any], attempt: int) -> Record:
+        """Re-apply this object's changes on the stored ``current`` record after a conflict."""
+        if current is None:
+            raise UpdateError
+        if attempt >= app_settings.CONFLICT_RETRIES:
+            raise SessionConflict(f"Session still changing after {attempt} retries")
+        base = self.decode(self._record.data) if self._record is not None else {}
+        merged = self.decode(current.data)
+        for key in base.keys() - data.keys():
+            merged.pop(key, None)
+        merged.update((k, v) for k, v in data.items() if k not in base or base[k] != v)
+        self._session_cache = merged
+        return self._record_for(merged)
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        return random.uniform(0, min(0.05, 0.001 * 2**attempt))
+
+    # Sync API
+
+    def load(self) -> dict[str, Any]:
+        if self.session_key is None:
+            return {}
+        return self._loaded(self.get_storage().load(keys.storage_id(self.session_key)))
+
+    def exists(self, session_key: str) -> bool:
+        return keys.is_valid(session_key) and (
+            self.get_storage().load(keys.storage_id(session_key)) is not None
+        )
+
+    def create(self) -> None:
+        for _ in range(CREATE_ATTEMPTS):
+            self._session_key = keys.new_key()
+            try:
+                self.save(must_create=True)
+            except CreateError:
+                continue
+            self.modified = True
+            return
+        raise RuntimeError(f"No free session key after {CREATE_ATTEMPTS} attempts")
+
+    def save(self, must_create: bool = False) -> None:
+        if self.session_key is None:
+            return self.create()
+        data = self._get_session(no_load=must_create)
+        storage = self.get_storage()
+        record = self._record_for(data)
+        if must_create:
+            version = storage.create(record)
+            if version is None:
+                raise CreateError
+        else:
+            loaded = self._record or storage.load(record.key)
+            version = None if loaded is None else storage.update(record, loaded)
+            attempt = 0
+            while version is None:
+                current = storage.load(record.key)
+                record = self._rebase(current, data, attempt)
+                assert current is not None
+                version = storage.update(record, current)
+                attempt += 1
+                if version is None:
+                    time.sleep(self._backoff(attempt))
+        self._record = dataclasses.replace(record, version=version)
+        return None
+
+    def delete(self, session_key: str | None = None) -> None:
+        if session_key is None:
+            if self.session_key is None:
+                return
+            session_key = self.session_key
+        if keys.is_valid(session_key):
+            self.get_storage().delete(keys.storage_id(session_key))
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        cls.get_storage().clear_expired()
+
+    # Async API (native on Django >= 5.1; harmless extra methods before)
+
+    async def _aget_data(self, no_load: bool = False) -> dict[str, Any]:
+        self.accessed = True
+        try:
+            return self._session_cache  # type: ignore[no-any-return]
+        except AttributeError:
+            if self.session_key is None or no_load:
+                self._session_cache = {}
+            else:
+                self._session_cache = await self.aload()
+        return self._session_cache  # type: ignore[no-any-return]
+
+    async def aload(self) -> dict[str, Any]:
+        if self.session_key is None:
+            return {}
+        record = await self.get_storage().aload(keys.storage_id(self.session_key))
+        return self._loaded(record)
+
+    async def aexists(self, session_key: str) -> bool:
+        return keys.is_valid(session_key) and (
+            await self.get_storage().aload(keys.storage_id(session_key)) is not None
+        )
+
+    async def acreate(self) -> None:
+        for _ in range(CREATE_ATTEMPTS):
+            self._session_key = keys.new_key()
+            try:
+                await self.asave(must_create=True)
+            except CreateError:
+                continue
+            self.modified = True
+            return
+        raise RuntimeError(f"No free session key after {CREATE_ATTEMPTS} attempts")
+
+    async def asave(self, must_create: bool = False) -> None:
+        if self.session_key is None:
+            return await self.acreate()
+        data = await self._aget_data(no_load=must_create)
+        storage = self.get_storage()
+        record = self._record_for(data)
+        if must_create:
+            version = await storage.acreate(record)
+            if version is None:
+                raise CreateError
+        else:
+            loaded = self._record or await storage.aload(record.key)
+            version = None if loaded is None else await storage.aupdate(record, loaded)
+            attempt = 0
+            while version is None:
+                current = await storage.aload(record.key)
+                record = self._rebase(current, data, attempt)
+                assert current is not None
+                version = await storage.aupdate(record, current)
+                attempt += 1
+                if version is None:
+                    await asyncio.sleep(self._backoff(attempt))
+        self._record = dataclasses.replace(record, version=version)
+        return None
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        if session_key is None:
+            if self.session_key is None:
+                return
+            session_key = self.session_key
+        if keys.is_valid(session_key):
+            await self.get_storage().adelete(keys.storage_id(session_key))
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        await cls.get_storage().aclear_expired()

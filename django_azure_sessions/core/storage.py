@@ -1,0 +1,138 @@
+"""The storage interface every engine implements: how a store keeps one session record.
+
+Engines know nothing of Django's session rules. The core (``core.session``) hashes keys,
+encodes data, computes expiry and resolves conflicts; an engine only stores records.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from asgiref.sync import sync_to_async
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """One stored session. ``key`` is the storage id (the hashed session key)."""
+
+    key: str
+    data: bytes
+    expires: datetime.datetime  # aware, UTC
+    user_id: str | None = None
+    version: Any = None  # opaque to the core: a row counter, an ETag...
+    created: datetime.datetime | None = None
+    updated: datetime.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """A page of records in key order; pass ``next_cursor`` back to get the next page."""
+
+    records: Sequence[Record]
+    next_cursor: str | None
+
+
+class SessionTooLarge(ValueError):
+    """The encoded session is larger than the store can keep in one record."""
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class Storage(abc.ABC):
+    """A session store. Every method is one round trip in the usual case.
+
+    The async twins default to running the sync method in a thread (what Django's own
+    async ORM does); engines with a native async client override them.
+    """
+
+    @classmethod
+    @abc.abstractmethod
+    def from_settings(cls) -> Storage:
+        """Build the storage described by the current settings."""
+
+    @abc.abstractmethod
+    def load(self, key: str) -> Record | None:
+        """Return the record, or None when it is absent or expired."""
+
+    @abc.abstractmethod
+    def create(self, record: Record) -> Any | None:
+        """Insert the record if no record has its key; return its version, or None if taken."""
+
+    @abc.abstractmethod
+    def update(self, record: Record, loaded: Record) -> Any | None:
+        """Replace ``loaded`` by ``record`` only if the stored version is still ``loaded.version``.
+
+        Return the new version, or None when the record changed or is gone meanwhile.
+        """
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the record; removing an absent record is not an error."""
+
+    @abc.abstractmethod
+    def clear_expired(self) -> int:
+        """Remove expired records in bounded batches; return how many were removed."""
+
+    @abc.abstractmethod
+    def user_records(self, user_id: str) -> list[Record]:
+        """Return the live records of one user."""
+
+    @abc.abstractmethod
+    def page(self, cursor: str | None = None, limit: int = 100) -> Page:
+        """Return up to ``limit`` live records after ``cursor``, in key order."""
+
+    async def aload(self, key: str) -> Record | None:
+        return await sync_to_async(self.load)(key)
+
+    async def acreate(self, record: Record) -> Any | None:
+        return await sync_to_async(self.create)(record)
+
+    async def aupdate(self, record: Record, loaded: Record) -> Any | None:
+        return await sync_to_async(self.update)(record, loaded)
+
+    async def adelete(self, key: str) -> None:
+        await sync_to_async(self.delete)(key)
+
+    async def aclear_expired(self) -> int:
+        return await sync_to_async(self.clear_expired)()
+
+    async def auser_records(self, user_id: str) -> list[Record]:
+        return await sync_to_async(self.user_records)(user_id)
+
+    async def apage(self, cursor: str | None = None, limit: int = 100) -> Page:
+        return await sync_to_async(self.page)(cursor, limit)
+
+    # One instance per storage class and process, rebuilt when a setting it reads changes.
+    _instances: ClassVar[dict[type[Storage], Storage]] = {}
+
+    @classmethod
+    def get(cls) -> Storage:
+        try:
+            return Storage._instances[cls]
+        except KeyError:
+            instance = Storage._instances[cls] = cls.from_settings()
+            return instance
+
+    @classmethod
+    def reset(cls) -> None:
+        """Forget every built storage (called when settings change)."""
+        instances, Storage._instances = Storage._instances, {}
+        for instance in instances.values():
+            instance.close()
+
+    def close(self) -> None:
+        """Release connections held by this storage."""
+
+
+@receiver(setting_changed)
+def _reset_storages(*, setting: str, **kwargs: Any) -> None:
+    if setting in {"AZURE_SESSIONS", "DATABASES", "CACHES"}:
+        Storage.reset()
