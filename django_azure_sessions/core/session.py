@@ -89,10 +89,15 @@ class StoreSession(SessionBase):
         self._record = record
         return self.decode(record.data)
 
-    def _rebase(self, current: Record | None, data: dict[str, Any], attempt: int) -> Record:
-        """Re-apply this object's changes on the stored ``current`` record after a conflict."""
-        if current is None:
+    @staticmethod
+    def _present(record: Record | None) -> Record:
+        """The record a save updates; gone means deleted meanwhile (Django's UpdateError)."""
+        if record is None:
             raise UpdateError
+        return record
+
+    def _rebase(self, current: Record, data: dict[str, Any], attempt: int) -> Record:
+        """Re-apply this object's changes on the stored ``current`` record after a conflict."""
         if attempt >= app_settings.CONFLICT_RETRIES:
             raise SessionConflict(f"Session still changing after {attempt} retries")
         base = self.decode(self._record.data) if self._record is not None else {}
@@ -141,13 +146,15 @@ class StoreSession(SessionBase):
             if version is None:
                 raise CreateError
         else:
-            loaded = self._record or storage.load(record.key)
-            version = None if loaded is None else storage.update(record, loaded)
+            loaded = self._record
+            if loaded is None:  # data set without reading the record: apply it on top
+                loaded = self._present(storage.load(record.key))
+                record = self._rebase(loaded, data, 0)
+            version = storage.update(record, loaded)
             attempt = 0
             while version is None:
-                current = storage.load(record.key)
+                current = self._present(storage.load(record.key))
                 record = self._rebase(current, data, attempt)
-                assert current is not None
                 version = storage.update(record, current)
                 attempt += 1
                 if version is None:
@@ -213,13 +220,15 @@ class StoreSession(SessionBase):
             if version is None:
                 raise CreateError
         else:
-            loaded = self._record or await storage.aload(record.key)
-            version = None if loaded is None else await storage.aupdate(record, loaded)
+            loaded = self._record
+            if loaded is None:
+                loaded = self._present(await storage.aload(record.key))
+                record = self._rebase(loaded, data, 0)
+            version = await storage.aupdate(record, loaded)
             attempt = 0
             while version is None:
-                current = await storage.aload(record.key)
+                current = self._present(await storage.aload(record.key))
                 record = self._rebase(current, data, attempt)
-                assert current is not None
                 version = await storage.aupdate(record, current)
                 attempt += 1
                 if version is None:
