@@ -83,12 +83,12 @@ def check_settings(app_configs: list[AppConfig] | None = None, **kwargs: Any) ->
         errors.append(
             _error(4, f"{SETTING_NAME}['HASH_KEYS'] must be True or False.", "Leave it True.")
         )
-    if not _positive_int(config.get("CONFLICT_RETRIES", 10)):
+    if not _positive_int(config.get("CONFLICT_RETRIES", 20)):
         errors.append(
             _error(
                 5,
                 f"{SETTING_NAME}['CONFLICT_RETRIES'] must be a positive integer.",
-                "The default, 10, is plenty for sessions shared by concurrent requests.",
+                "The default, 20, absorbs bursts of concurrent requests on one session.",
             )
         )
     for name in SECTIONS:

@@ -25,6 +25,12 @@ class RedisSettings:
     URL: str | None = None
     CACHE_ALIAS: str | None = None
     OPTIONS: dict[str, Any] = field(default_factory=dict)
+    CLUSTER: bool = False
+    SENTINELS: list[tuple[str, int]] = field(default_factory=list)
+    SENTINEL_SERVICE_NAME: str = "mymaster"
+    SENTINEL_OPTIONS: dict[str, Any] = field(default_factory=dict)
+    CREDENTIAL_PROVIDER: Any = None
+    RETRIES: int = 3
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ SECTIONS: dict[str, type[Any]] = {
 TOP_LEVEL_DEFAULTS: dict[str, Any] = {
     "KEY_PREFIX": "",
     "HASH_KEYS": True,
-    "CONFLICT_RETRIES": 10,
+    "CONFLICT_RETRIES": 20,
 }
 
 

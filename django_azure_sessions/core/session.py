@@ -110,7 +110,7 @@ class StoreSession(SessionBase):
 
     @staticmethod
     def _backoff(attempt: int) -> float:
-        return random.uniform(0, min(0.05, 0.001 * 2**attempt))
+        return random.uniform(0, min(0.1, 0.002 * 2**attempt))
 
     # Sync API
 

@@ -1,0 +1,278 @@
+"""The SQL engine on SQLite, PostgreSQL and MariaDB: what the contract suite does not cover."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.contrib.sessions.backends.base import CreateError, UpdateError
+from django.contrib.sessions.backends.db import SessionStore as DjangoDBStore
+from django.contrib.sessions.models import Session as DjangoSession
+from django.db import OperationalError, connections
+from django.test.utils import CaptureQueriesContext
+
+from django_azure_sessions.backends.sql import SessionStore, SQLStorage
+from django_azure_sessions.core import keys
+from django_azure_sessions.core.storage import Record, utcnow
+from django_azure_sessions.models import Session
+
+from .fixtures.engines import configured
+
+SERVER_DATABASES = ["postgres", "mariadb"]
+THREADS = 16
+KEYS_PER_THREAD = 10
+
+
+@contextlib.contextmanager
+def sql_on(alias: str) -> Iterator[type[SessionStore]]:
+    yield from configured("sql", {"SQL": {"DATABASE": alias}})
+
+
+@pytest.fixture(params=["default", *SERVER_DATABASES])
+def alias(request: pytest.FixtureRequest) -> Iterator[str]:
+    with sql_on(request.param):
+        yield request.param
+
+
+def _record(key: str, *, expires_in: float = 3600, user_id: str | None = None) -> Record:
+    now = utcnow()
+    return Record(
+        key=key,
+        data=b"x",
+        expires=now + datetime.timedelta(seconds=expires_in),
+        user_id=user_id,
+        updated=now,
+    )
+
+
+@pytest.mark.django_db(databases="__all__")
+class TestStatements:
+    def test_records_go_to_the_configured_database(self, alias: str) -> None:
+        session = SessionStore()
+        session["a"] = 1
+        session.save()
+        stored_id = SQLStorage.get().prefix + keys.storage_id(session.session_key)
+        for other in ["default", *SERVER_DATABASES]:
+            exists = Session.objects.using(other).filter(key=stored_id).exists()
+            assert exists is (other == alias)
+
+    def test_one_statement_per_load_and_per_save(self, alias: str) -> None:
+        session = SessionStore()
+        with CaptureQueriesContext(connections[alias]) as create:
+            session["a"] = 1
+            session.save()
+        with CaptureQueriesContext(connections[alias]) as load:
+            loaded = SessionStore(session.session_key)
+            assert loaded["a"] == 1
+        with CaptureQueriesContext(connections[alias]) as save:
+            loaded["a"] = 2
+            loaded.save()
+        assert [len(create), len(load), len(save)] == [1, 1, 1]
+        assert load[0]["sql"].upper().startswith("SELECT")
+        assert save[0]["sql"].upper().startswith("UPDATE")
+
+    def test_insert_if_absent_on_every_vendor_path(self, alias: str) -> None:
+        storage = SQLStorage.get()
+        assert storage.create(_record("k1")) == 1
+        assert storage.create(_record("k1")) is None
+        # The plain INSERT path taken on SQL Server and other vendors.
+        generic = SQLStorage(alias, storage.prefix, 1000)
+        generic.sql_create = None
+        assert generic.create(_record("k2")) == 1
+        assert generic.create(_record("k2")) is None
+        assert generic.create(_record("k1")) is None
+
+    def test_create_error_on_taken_key(self, alias: str) -> None:
+        session = SessionStore()
+        session.create()
+        clash = SessionStore(session.session_key)
+        clash._session_cache = {}
+        with pytest.raises(CreateError):
+            clash.save(must_create=True)
+
+    def test_update_is_conditional_on_version(self, alias: str) -> None:
+        storage = SQLStorage.get()
+        version = storage.create(_record("k"))
+        loaded = storage.load("k")
+        assert loaded is not None and loaded.version == version
+        assert storage.update(_record("k"), loaded) == version + 1
+        assert storage.update(_record("k"), loaded) is None  # stale version
+        storage.delete("k")
+        assert storage.update(_record("k"), loaded) is None  # gone
+
+    def test_expired_row_is_not_loaded(self, alias: str) -> None:
+        storage = SQLStorage.get()
+        storage.create(_record("old", expires_in=-1))
+        assert storage.load("old") is None
+        assert Session.objects.using(alias).filter(key__endswith="old").exists()
+
+    def test_user_id_and_expiry_are_indexed(self) -> None:
+        assert Session._meta.get_field("expires").db_index
+        assert Session._meta.get_field("user_id").db_index
+
+    def test_timestamps_under_use_tz_false(self, alias: str, settings: Any) -> None:
+        settings.USE_TZ = False
+        session = SessionStore()
+        session["a"] = 1
+        session.save()
+        record = SQLStorage.get().load(keys.storage_id(session.session_key))
+        assert record is not None
+        assert 3600 < (record.expires - utcnow()).total_seconds() <= settings.SESSION_COOKIE_AGE
+        assert SessionStore(session.session_key)["a"] == 1
+        assert SQLStorage.get().page().records
+
+
+@pytest.mark.django_db(databases="__all__")
+@pytest.mark.slow
+def test_clear_expired_removes_100000_rows_in_batches(alias: str) -> None:
+    storage = SQLStorage.get()
+    now = utcnow()
+    expired = [
+        Session(
+            key=f"{storage.prefix}dead{i:06d}",
+            data=b"x",
+            expires=now - datetime.timedelta(minutes=1),
+            created=now,
+            updated=now,
+        )
+        for i in range(100_000)
+    ]
+    live = [
+        Session(
+            key=f"{storage.prefix}live{i:06d}",
+            data=b"x",
+            expires=now + datetime.timedelta(hours=1),
+            created=now,
+            updated=now,
+        )
+        for i in range(2_000)
+    ]
+    Session.objects.using(alias).bulk_create(expired + live, batch_size=5000)
+    with CaptureQueriesContext(connections[alias]) as queries:
+        removed = storage.clear_expired()
+    assert removed == 100_000
+    remaining = Session.objects.using(alias).filter(key__startswith=storage.prefix)
+    assert remaining.count() == 2_000
+    assert not remaining.exclude(key__contains="live").exists()
+    selects = [q["sql"] for q in queries if q["sql"].upper().startswith("SELECT")]
+    deletes = [q["sql"] for q in queries if q["sql"].upper().startswith("DELETE")]
+    assert len(deletes) == 100  # 1,000 rows a batch
+    assert all("LIMIT 1000" in sql.upper() for sql in selects)
+
+
+@pytest.mark.django_db(databases="__all__")
+def test_clearsessions_command_uses_the_engine(alias: str) -> None:
+    from django.core.management import call_command
+
+    storage = SQLStorage.get()
+    storage.create(_record("gone", expires_in=-5))
+    storage.create(_record("here"))
+    call_command("clearsessions")
+    assert Session.objects.using(alias).filter(key=storage.prefix + "here").exists()
+    assert not Session.objects.using(alias).filter(key=storage.prefix + "gone").exists()
+
+
+def _hammer(worker: Callable[[int], None]) -> list[BaseException]:
+    """Run ``worker(0..THREADS-1)`` in threads started together; return their errors."""
+    barrier = threading.Barrier(THREADS)
+    errors: list[BaseException] = []
+
+    def run(number: int) -> None:
+        try:
+            barrier.wait()
+            worker(number)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+@pytest.mark.django_db(databases=SERVER_DATABASES, transaction=True)
+@pytest.mark.parametrize("database", SERVER_DATABASES)
+class TestConcurrentWriters:
+    """16 threads each set 10 distinct keys in one session through separate stores."""
+
+    def test_no_lost_updates(self, database: str) -> None:
+        with sql_on(database):
+            session = SessionStore()
+            session.create()
+            key = session.session_key
+
+            def worker(number: int) -> None:
+                for index in range(KEYS_PER_THREAD):
+                    store = SessionStore(key)
+                    store[f"t{number}-k{index}"] = index
+                    store.save()
+
+            assert _hammer(worker) == []
+            final = SessionStore(key).load()
+            assert len(final) == THREADS * KEYS_PER_THREAD
+
+    def test_djangos_db_engine_loses_updates(self, database: str, settings: Any) -> None:
+        """Why the feature exists: the same work through Django's own db engine."""
+        settings.DATABASE_ROUTERS = [f"tests.routers.Everything{database.title()}"]
+        session = DjangoDBStore()
+        session.create()
+        key = session.session_key
+
+        def worker(number: int) -> None:
+            for index in range(KEYS_PER_THREAD):
+                store = DjangoDBStore(key)
+                store[f"t{number}-k{index}"] = index
+                store.save()
+
+        assert _hammer(worker) == []
+        final = DjangoDBStore(key).load()
+        assert DjangoSession.objects.using(database).filter(session_key=key).exists()
+        assert len(final) < THREADS * KEYS_PER_THREAD
+
+
+@pytest.mark.django_db(databases=["postgres"], transaction=True)
+def test_database_errors_are_not_update_errors() -> None:
+    """A lock timeout is the database's error, not "the session was deleted"."""
+    with sql_on("postgres"):
+        session = SessionStore()
+        session["a"] = 1
+        session.save()
+        stored_id = SQLStorage.get().prefix + keys.storage_id(session.session_key)
+        locked = threading.Event()
+        release = threading.Event()
+
+        def hold_lock() -> None:
+            from django.db import transaction
+
+            try:
+                with transaction.atomic(using="postgres"):
+                    Session.objects.using("postgres").select_for_update().get(key=stored_id)
+                    locked.set()
+                    release.wait(10)
+            finally:
+                connections.close_all()
+
+        holder = threading.Thread(target=hold_lock)
+        holder.start()
+        try:
+            assert locked.wait(10)
+            with connections["postgres"].cursor() as cursor:
+                cursor.execute("SET lock_timeout = '200ms'")
+            session["a"] = 2
+            with pytest.raises(OperationalError) as raised:
+                session.save()
+            assert not isinstance(raised.value, UpdateError)
+        finally:
+            release.set()
+            holder.join()
+            with connections["postgres"].cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+        assert SessionStore(session.session_key)["a"] == 1
