@@ -36,6 +36,33 @@ def _from_django(value: Any) -> datetime.datetime:
     return value.astimezone(datetime.timezone.utc)  # type: ignore[no-any-return]
 
 
+def _server_binding_cursor(connection: Any) -> Any:
+    """A psycopg 3 cursor class that prepares its statements, for PostgreSQL; else None.
+
+    Django's PostgreSQL connections bind parameters client-side and never prepare, so each
+    statement is parsed and planned again. The hot statements here are few and fixed, so
+    they are prepared once per connection, unless the database's OPTIONS turn prepared
+    statements off with ``"prepare_threshold": None`` (PgBouncer in transaction mode).
+    """
+    if connection.vendor != "postgresql" or not hasattr(connection, "_prepare_cursor"):
+        return None
+    options = connection.settings_dict.get("OPTIONS", {})
+    if "prepare_threshold" in options and options["prepare_threshold"] is None:
+        return None
+    from django.db.backends.postgresql import base
+
+    if not getattr(base, "is_psycopg3", False):
+        return None
+    import psycopg
+
+    class PreparingCursor(psycopg.Cursor[Any]):
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            kwargs.setdefault("prepare", True)
+            return super().execute(query, params, **kwargs)
+
+    return PreparingCursor
+
+
 class SQLStorage(Storage):
     """Records in ``django_azure_sessions`` on the database alias ``SQL["DATABASE"]``."""
 
@@ -49,6 +76,7 @@ class SQLStorage(Storage):
             connection.ops.quote_name, _COLUMNS
         )
         self.vendor = connection.vendor
+        self.server_binding = _server_binding_cursor(connection)
         self.sql_load = (
             f"SELECT {data}, {version}, {expires}, {user_id} FROM {table} "
             f"WHERE {key} = %s AND {expires} > %s"
@@ -75,8 +103,21 @@ class SQLStorage(Storage):
         sql = app_settings.SQL
         return cls(sql.DATABASE, app_settings.KEY_PREFIX, sql.CLEAR_BATCH_SIZE)
 
+    def _cursor(self) -> Any:
+        connection = connections[self.alias]
+        if not self.server_binding:
+            return connection.cursor()
+        # psycopg 3 prepares a statement after a few executions, but only on a cursor that
+        # binds parameters on the server; Django's default cursor binds them client-side.
+        # The cursor still goes through Django's wrapper: errors, logging, instrumentation.
+        connection.ensure_connection()
+        with connection.wrap_database_errors:
+            return connection._prepare_cursor(  # type: ignore[attr-defined]
+                self.server_binding(connection.connection)
+            )
+
     def _execute(self, sql: str, params: tuple[Any, ...]) -> int:
-        with connections[self.alias].cursor() as cursor:
+        with self._cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.rowcount  # type: ignore[no-any-return]
 
@@ -84,7 +125,7 @@ class SQLStorage(Storage):
         return connections[self.alias].ops.adapt_datetimefield_value(_to_django(value))
 
     def load(self, key: str) -> Record | None:
-        with connections[self.alias].cursor() as cursor:
+        with self._cursor() as cursor:
             cursor.execute(self.sql_load, (self.prefix + key, self._db_time(utcnow())))
             row = cursor.fetchone()
         if row is None:

@@ -1,0 +1,75 @@
+"""Run one benchmark suite: ``python -m benchmarks.run sql|redis|table``.
+
+Prints a Markdown table of medians (microseconds per operation, ratio to this package's
+engine) and whether each target of the suite is met, and writes the raw samples to
+``benchmarks/results/<suite>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import pathlib
+import platform
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("suite", choices=["sql", "redis", "table"])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument(
+        "--durable",
+        action="store_true",
+        help="PostgreSQL commits wait for the WAL flush (synchronous_commit=on)",
+    )
+    args = parser.parse_args(argv)
+    if args.durable:
+        os.environ["DAS_BENCH_SYNCHRONOUS_COMMIT"] = "on"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
+    import django
+    from django.test.utils import setup_databases, teardown_databases
+
+    django.setup()
+    from django.conf import settings
+    from . import harness
+
+    suite = importlib.import_module(f"benchmarks.contenders_{args.suite}")
+    databases = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    try:
+        contenders = suite.contenders()
+        results = harness.run(contenders, rounds=args.rounds, iterations=args.iterations)
+    finally:
+        teardown_databases(databases, verbosity=0)
+
+    names = [c.name for c in contenders]
+    print(
+        f"\n{args.suite}: {args.rounds} rounds x {args.iterations} operations, median of "
+        f"per-round means; Python {platform.python_version()}, Django {django.get_version()}; "
+        f"PostgreSQL synchronous_commit={settings.SYNCHRONOUS_COMMIT}\n"
+    )
+    print(harness.table(results, names, suite.BASELINE))
+    print()
+    met = True
+    for target, speedup, ok in harness.verdicts(results, suite.TARGETS):
+        met &= ok
+        print(
+            f"{'met   ' if ok else 'MISSED'} {target.operation}: {target.contender} is "
+            f"{speedup:.2f}x {target.reference} (target >= {target.ratio}x)"
+        )
+    out = pathlib.Path(__file__).parent / "results" / f"{args.suite}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {f"{name}/{op}": samples for (name, op), samples in results.samples.items()},
+            indent=1,
+        )
+    )
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
