@@ -1,0 +1,107 @@
+# Shared by scripts/test and scripts/demo (sourced, not run): install what a fresh clone lacks.
+#
+#   das_install     .venv with the project (editable, every extra) and the test and lint
+#                   groups; node_modules from package.json when there is one; the C library
+#                   mysqlclient compiles against. Each part is skipped when its inputs have
+#                   not changed since it last succeeded (DAS_REINSTALL=1 forces it).
+#
+# Environment: DAS_PYTHON (default python3) builds .venv.
+
+DAS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DAS_VENV="$DAS_ROOT/.venv"
+
+das_say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+das_die() { printf '\033[31mERROR: %s\033[0m\n' "$*" >&2; exit 1; }
+
+# Hash of the given files (absent ones count as empty), to tell whether an install is stale.
+das_fingerprint() {
+    local file
+    for file in "$@"; do
+        printf '%s\n' "$file"
+        [[ -f $file ]] && cat "$file"
+    done | sha256sum | cut -d' ' -f1
+}
+
+das_as_root() {
+    if [[ $(id -u) == 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        das_die "need root for: $*"
+    fi
+}
+
+# mysqlclient has no wheel: it compiles against MariaDB's C library, found through pkg-config.
+das_install_system_packages() {
+    if command -v pkg-config >/dev/null && pkg-config --exists libmariadb; then
+        return
+    fi
+    das_say "Installing libmariadb-dev and pkg-config (Debian) for mysqlclient"
+    export DEBIAN_FRONTEND=noninteractive
+    das_as_root apt-get install -y -q libmariadb-dev pkg-config \
+        || { das_as_root apt-get update -q && das_as_root apt-get install -y -q libmariadb-dev pkg-config; } \
+        || das_die "could not install libmariadb-dev with apt-get"
+}
+
+# The names of pyproject.toml's [project.optional-dependencies], comma-separated.
+das_extras() {
+    awk '
+        /^\[/ { in_extras = ($0 == "[project.optional-dependencies]"); next }
+        in_extras && match($0, /^[A-Za-z0-9_.-]+[ \t]*=/) {
+            name = substr($0, 1, RLENGTH); sub(/[ \t]*=$/, "", name)
+            names = names (names ? "," : "") name
+        }
+        END { print names }
+    ' "$DAS_ROOT/pyproject.toml"
+}
+
+das_install_python() {
+    local python=${DAS_PYTHON:-python3} stamp="$DAS_VENV/.das-installed" fingerprint extras
+    command -v "$python" >/dev/null || das_die "$python not found (set DAS_PYTHON)"
+    fingerprint="$("$python" --version 2>&1) $(das_fingerprint "$DAS_ROOT/pyproject.toml" "${BASH_SOURCE[0]}")"
+    if [[ -x $DAS_VENV/bin/python && -f $stamp && $(<"$stamp") == "$fingerprint" && -z ${DAS_REINSTALL:-} ]]; then
+        return
+    fi
+    das_install_system_packages
+    if [[ ! -x $DAS_VENV/bin/python ]]; then
+        das_say "Creating $DAS_VENV with $("$python" --version 2>&1)"
+        "$python" -m venv "$DAS_VENV" || das_die "could not create $DAS_VENV"
+    fi
+    rm -f "$stamp"
+    das_say "Installing Python packages into .venv"
+    # pip >= 25.1 reads pyproject.toml's [dependency-groups] (--group).
+    "$DAS_VENV/bin/python" -m pip install -q --upgrade "pip>=25.1" \
+        || das_die "could not upgrade pip"
+    extras=$(das_extras)
+    "$DAS_VENV/bin/python" -m pip install -q \
+        --editable "$DAS_ROOT${extras:+[$extras]}" \
+        --group "$DAS_ROOT/pyproject.toml:test" --group "$DAS_ROOT/pyproject.toml:lint" \
+        "tox>=4.22" \
+        || das_die "pip install failed"
+    printf '%s' "$fingerprint" >"$stamp"
+}
+
+das_install_node() {
+    [[ -f $DAS_ROOT/package.json ]] || return 0
+    local stamp="$DAS_ROOT/node_modules/.das-installed" fingerprint
+    command -v npm >/dev/null || das_die "package.json needs npm, which is not installed"
+    fingerprint=$(das_fingerprint "$DAS_ROOT/package.json" "$DAS_ROOT/package-lock.json")
+    if [[ -f $stamp && $(<"$stamp") == "$fingerprint" && -z ${DAS_REINSTALL:-} ]]; then
+        return
+    fi
+    das_say "Installing npm packages (package.json)"
+    if [[ -f $DAS_ROOT/package-lock.json ]]; then
+        (cd "$DAS_ROOT" && npm ci --no-audit --no-fund --loglevel=error) || das_die "npm ci failed"
+    else
+        (cd "$DAS_ROOT" && npm install --no-audit --no-fund --loglevel=error) \
+            || das_die "npm install failed"
+    fi
+    printf '%s' "$fingerprint" >"$stamp"
+}
+
+das_install() {
+    das_install_python
+    das_install_node
+    export PATH="$DAS_VENV/bin:$DAS_ROOT/node_modules/.bin:$PATH"
+}
