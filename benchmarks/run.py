@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     django.setup()
     from django.conf import settings
+
     from . import harness
 
     suite = importlib.import_module(f"benchmarks.contenders_{args.suite}")

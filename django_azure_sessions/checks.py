@@ -5,7 +5,7 @@ Ids: E001-E009 top level, E010-E019 SQL, E020-E039 REDIS, E040-E059 TABLE, W0xx 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.apps import AppConfig
@@ -54,7 +54,9 @@ SECTION_ERROR_BASE = {"SQL": 10, "REDIS": 20, "TABLE": 40}
 
 
 @register(Tags.compatibility)
-def check_settings(app_configs: list[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
     config = getattr(settings, SETTING_NAME, {})
     if not isinstance(config, dict):
         return [
@@ -68,7 +70,9 @@ def check_settings(app_configs: list[AppConfig] | None = None, **kwargs: Any) ->
     known = TOP_LEVEL_DEFAULTS.keys() | SECTIONS.keys()
     for key in sorted(config.keys() - known):
         errors.append(
-            _error(2, f"{SETTING_NAME} has an unknown key {key!r}.", f"Known keys: {sorted(known)}.")
+            _error(
+                2, f"{SETTING_NAME} has an unknown key {key!r}.", f"Known keys: {sorted(known)}."
+            )
         )
     prefix = config.get("KEY_PREFIX", "")
     if not isinstance(prefix, str) or len(prefix) > 128:
@@ -118,7 +122,9 @@ def _engine_in_use(section: str) -> bool:
 
 
 @register(Tags.compatibility)
-def check_installed(app_configs: list[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+def check_installed(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
     if not str(getattr(settings, "SESSION_ENGINE", "")).startswith(ENGINE_PREFIX):
         return []
     apps = list(settings.INSTALLED_APPS)

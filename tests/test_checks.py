@@ -21,9 +21,11 @@ def ids(**overrides: Any) -> set[str]:
 
 
 def test_checks_are_registered_and_bound_to_manage_py_check() -> None:
-    with override_settings(AZURE_SESSIONS={"HASH_KEYS": "yes"}):
-        with pytest.raises(SystemCheckError, match="django_azure_sessions.E004"):
-            call_command("check")
+    with (
+        override_settings(AZURE_SESSIONS={"HASH_KEYS": "yes"}),
+        pytest.raises(SystemCheckError, match=r"django_azure_sessions\.E004"),
+    ):
+        call_command("check")
 
 
 def test_good_settings_pass() -> None:

@@ -440,9 +440,11 @@ def test_secret_key_fallbacks(engine: type[Any], api: API, caplog: Any) -> None:
         SECRET_KEY_FALLBACKS=["old-secret-key-old-secret-key-old-secret"],
     ):
         assert api(engine(key), "get", "a") == 1
-    with override_settings(SECRET_KEY="new-secret-key-new-secret-key-new-secret"):
-        with caplog.at_level(logging.WARNING, logger="django.security.SuspiciousSession"):
-            assert api(engine(key), "get", "a") is None
+    with (
+        override_settings(SECRET_KEY="new-secret-key-new-secret-key-new-secret"),
+        caplog.at_level(logging.WARNING, logger="django.security.SuspiciousSession"),
+    ):
+        assert api(engine(key), "get", "a") is None
     assert "Session data corrupted" in caplog.text
 
 
@@ -543,15 +545,16 @@ def test_save_every_request_extends_expiry(engine: type[Any], settings: Any) -> 
     time.sleep(1.05)
     client.get("/noop/")
     unchanged = stored(engine, key)
-    assert unchanged is not None and unchanged.expires == before.expires
+    assert unchanged is not None
+    assert unchanged.expires == before.expires
     with override_settings(SESSION_SAVE_EVERY_REQUEST=True):
         client.get("/noop/")
     after = stored(engine, key)
-    assert after is not None and after.expires > before.expires
+    assert after is not None
+    assert after.expires > before.expires
 
 
 def test_sessions_are_isolated_by_key_prefix(engine: type[Any], api: API, settings: Any) -> None:
     key = saved_session(engine, api, a=1).session_key
     settings.AZURE_SESSIONS = {**settings.AZURE_SESSIONS, "KEY_PREFIX": "another-site:"}
     assert api(engine(key), "get", "a") is None
-

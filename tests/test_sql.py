@@ -98,7 +98,8 @@ class TestStatements:
         storage = SQLStorage.get()
         version = storage.create(_record("k"))
         loaded = storage.load("k")
-        assert loaded is not None and loaded.version == version
+        assert loaded is not None
+        assert loaded.version == version
         assert storage.update(_record("k"), loaded) == version + 1
         assert storage.update(_record("k"), loaded) is None  # stale version
         storage.delete("k")

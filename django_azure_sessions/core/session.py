@@ -70,6 +70,7 @@ class StoreSession(SessionBase):
         return {}
 
     def _record_for(self, data: dict[str, Any]) -> Record:
+        assert self._session_key is not None  # saving always has a key by now
         now = utcnow()
         age = self.get_expiry_age(expiry=data.get("_session_expiry"))
         user_id = data.get(USER_ID_KEY)
@@ -138,7 +139,7 @@ class StoreSession(SessionBase):
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return self.create()
-        data = self._get_session(no_load=must_create)
+        data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
         storage = self.get_storage()
         record = self._record_for(data)
         if must_create:
@@ -179,13 +180,13 @@ class StoreSession(SessionBase):
     async def _aget_data(self, no_load: bool = False) -> dict[str, Any]:
         self.accessed = True
         try:
-            return self._session_cache  # type: ignore[no-any-return]
+            return self._session_cache
         except AttributeError:
             if self.session_key is None or no_load:
                 self._session_cache = {}
             else:
                 self._session_cache = await self.aload()
-        return self._session_cache  # type: ignore[no-any-return]
+        return self._session_cache
 
     async def aload(self) -> dict[str, Any]:
         if self.session_key is None:
