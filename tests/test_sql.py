@@ -199,7 +199,7 @@ def _hammer(worker: Callable[[int], None]) -> list[BaseException]:
     return errors
 
 
-@pytest.mark.django_db(databases=SERVER_DATABASES, transaction=True)
+@pytest.mark.django_db(databases=["default", *SERVER_DATABASES], transaction=True)
 @pytest.mark.parametrize("database", SERVER_DATABASES)
 class TestConcurrentWriters:
     """16 threads each set 10 distinct keys in one session through separate stores."""
@@ -239,7 +239,7 @@ class TestConcurrentWriters:
         assert len(final) < THREADS * KEYS_PER_THREAD
 
 
-@pytest.mark.django_db(databases=["postgres"], transaction=True)
+@pytest.mark.django_db(databases=["default", "postgres"], transaction=True)
 def test_database_errors_are_not_update_errors() -> None:
     """A lock timeout is the database's error, not "the session was deleted"."""
     with sql_on("postgres"):
@@ -276,4 +276,31 @@ def test_database_errors_are_not_update_errors() -> None:
             holder.join()
             with connections["postgres"].cursor() as cursor:
                 cursor.execute("SET lock_timeout = 0")
+        assert SessionStore(session.session_key)["a"] == 1
+
+
+@pytest.mark.django_db(databases=["default", "postgres"], transaction=True)
+def test_lost_connection_is_an_error_not_an_empty_session() -> None:
+    """The store going away mid-request raises; it is never taken for "no session"."""
+    import psycopg
+    from django.db import Error
+
+    with sql_on("postgres"):
+        session = SessionStore()
+        session["a"] = 1
+        session.save()
+        connection = connections["postgres"]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (pid,) = cursor.fetchone()
+        db = connection.settings_dict
+        with psycopg.connect(
+            host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
+        ) as killer:
+            killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        broken = SessionStore(session.session_key)
+        with pytest.raises(Error):
+            broken.load()
+        assert broken.session_key == session.session_key  # not logged out
+        connection.close()  # what Django does at the end of the failed request
         assert SessionStore(session.session_key)["a"] == 1
