@@ -35,9 +35,9 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class TableSettings:
-    CONNECTION_STRING: str | None = None
-    ACCOUNT_URL: str | None = None
-    CREDENTIAL: Any = None
+    CONNECTION_STRING: str | None = field(default=None, repr=False)  # holds the account key
+    ACCOUNT_URL: str | None = field(default=None, repr=False)  # may hold a SAS token
+    CREDENTIAL: Any = field(default=None, repr=False)
     TABLE_NAME: str = "djangosessions"
     CREATE_TABLE: bool = True
     OPTIONS: dict[str, Any] = field(default_factory=dict)

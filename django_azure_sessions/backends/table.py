@@ -1,0 +1,730 @@
+"""Table engine: sessions in Azure Table Storage or Azure Cosmos DB for Table (Azurite locally).
+
+One table holds three kinds of entity (``P`` is the escaped ``KEY_PREFIX``, ``S`` the shard of
+a storage id: its first hex digit and a quarter of the second, so 64 partitions):
+
+=============  ====================  ===================================================
+PartitionKey   RowKey                entity
+=============  ====================  ===================================================
+``P.s.S``      ``s.<id>``            the session: Expires, UserId, Created, Updated and
+                                     the data in binary properties of 64 KiB each
+``P.s.S``      ``x.<end>.<id>``      its expiry index entry: the session expires before
+                                     ``<end>`` (Unix seconds, a whole hour)
+``P.u.<user>`` ``<id>``              the per-user index entry
+=============  ====================  ===================================================
+
+A session and its expiry entry share a partition, so they are written and removed together,
+atomically, in one entity-group transaction; the entry moves only when the expiry crosses
+into another hour, so most saves are a plain conditional replace. ``clear_expired`` reads the
+due entries of each partition (a range of RowKeys), never the sessions themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import concurrent.futures
+import contextlib
+import datetime
+import hashlib
+import string
+import threading
+import weakref
+from collections.abc import AsyncGenerator, Generator, Iterable
+from typing import Any, NamedTuple, TypeVar
+
+from ..conf import app_settings
+from ..core.session import StoreSession
+from ..core.storage import Page, Record, SessionTooLarge, Storage, utcnow
+from .table_client import (
+    Connection,
+    TableStorageError,
+    connection_from_settings,
+    import_tables,
+    redact,
+)
+
+__all__ = ["SessionStore", "TableStorage", "TableStorageError"]
+
+BUCKET_SECONDS = 3600
+CHUNK = 64 * 1024  # the largest binary property
+MAX_ENTITY = 1024 * 1024  # Azure Storage's entity limit (Cosmos DB allows 2 MB)
+BATCH = 100  # entities in one transaction
+WORKERS = 8  # partitions cleaned at once
+
+_HEX = "0123456789abcdef"
+_QUARTERS = "0123"
+_RAW_SHARDS = string.digits + string.ascii_lowercase
+_SESSION_END = "s.~"  # "~" sorts after every character of a storage id
+
+T = TypeVar("T")
+
+
+class Version(NamedTuple):
+    """What ``Record.version`` holds: the ETag, and the creation time a replace must keep."""
+
+    etag: str
+    created: datetime.datetime
+
+
+class _Call(NamedTuple):
+    """One request, as a ``TableClient`` method name and arguments ("query" lists entities)."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}  # never mutated
+
+
+Steps = Generator[_Call, Any, T]
+
+
+def shard(key: str) -> str:
+    """The partition of a storage id; ids in key order are in partition order."""
+    if len(key) == 64:  # a SHA-256: 16 * 4 partitions
+        return key[0] + _QUARTERS[_HEX.index(key[1]) // 4]
+    return key[0]
+
+
+def all_shards(hashed: bool) -> list[str]:
+    if hashed:
+        return [first + quarter for first in _HEX for quarter in _QUARTERS]
+    return list(_RAW_SHARDS)
+
+
+def _escape(text: str) -> str:
+    """``text`` in key-safe characters, ``.`` free for separators."""
+    return "".join(
+        char if char.isascii() and char.isalnum() else "".join(f"_{b:02X}" for b in char.encode())
+        for char in text
+    )
+
+
+def _namespace(text: str) -> str:
+    escaped = _escape(text)
+    return escaped if len(escaped) <= 200 else "__" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def bucket_end(expires: datetime.datetime) -> int:
+    """The end of the hour ``expires`` falls in, in Unix seconds: later than ``expires``."""
+    seconds = calendar.timegm(expires.utctimetuple())
+    return max(0, (seconds // BUCKET_SECONDS + 1) * BUCKET_SECONDS)
+
+
+def _chunk_name(index: int) -> str:
+    return f"Data{index}" if index else "Data"
+
+
+def _plain(value: datetime.datetime) -> datetime.datetime:
+    return datetime.datetime(
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+        tzinfo=datetime.timezone.utc,
+    )
+
+
+def _entity_size(entity: dict[str, Any]) -> int:
+    """The size Azure Storage counts for ``entity`` (see "Understanding the Table service data
+    model"): 4 bytes, the keys in UTF-16, and per property 8 bytes, its name in UTF-16 and its
+    value."""
+    size = 4
+    for name, value in entity.items():
+        if name in ("PartitionKey", "RowKey"):
+            size += 2 * len(value)
+            continue
+        size += 8 + 2 * len(name)
+        if isinstance(value, bytes):
+            size += 4 + len(value)
+        elif isinstance(value, str):
+            size += 4 + 2 * len(value)
+        else:
+            size += 8
+    return size
+
+
+def _failed(exc: Any, index: int, *statuses: int) -> bool:
+    return getattr(exc, "index", None) == index and getattr(exc, "status_code", None) in statuses
+
+
+def _chunks(items: list[T], size: int) -> Iterable[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _Removal(NamedTuple):
+    """Removing one expired session: its expiry entry and (unless gone) the session."""
+
+    ops: list[Any]
+    key: str
+    user_id: str | None
+
+
+class TableStorage(Storage):
+    """Records in the table ``TABLE["TABLE_NAME"]`` (see ``AZURE_SESSIONS["TABLE"]``)."""
+
+    def __init__(
+        self, connection: Connection, prefix: str, hashed: bool, create_table: bool
+    ) -> None:
+        self.connection = connection
+        self.prefix = prefix
+        self.namespace = _namespace(prefix)
+        self.shards = all_shards(hashed)
+        self.create_table = create_table
+        self._sync_client: Any = None
+        self._lock = threading.Lock()
+        self._async_clients: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        tables = import_tables()
+        from azure.core import MatchConditions, exceptions
+
+        self._if_match = MatchConditions.IfNotModified
+        self._azure_error = exceptions.AzureError
+        self._not_found = exceptions.ResourceNotFoundError
+        self._exists = exceptions.ResourceExistsError
+        self._modified = exceptions.ResourceModifiedError
+        self._transaction_error = tables.TableTransactionError
+        self._replace = tables.UpdateMode.REPLACE
+
+    @classmethod
+    def from_settings(cls) -> TableStorage:
+        config = app_settings.TABLE
+        return cls(
+            connection_from_settings(config),
+            app_settings.KEY_PREFIX,
+            app_settings.HASH_KEYS,
+            config.CREATE_TABLE,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<TableStorage {self.connection.endpoint} table={self.connection.table_name!r} "
+            f"prefix={self.prefix!r}>"
+        )
+
+    # Keys and entities
+
+    def _partition(self, key: str) -> str:
+        return f"{self.namespace}.s.{shard(key)}"
+
+    def _user_partition(self, user_id: str) -> str:
+        escaped = _escape(user_id)
+        if len(escaped) > 400:
+            return f"{self.namespace}.uh.{hashlib.sha256(user_id.encode()).hexdigest()}"
+        return f"{self.namespace}.u.{escaped}"
+
+    @staticmethod
+    def _index_row(key: str, expires: datetime.datetime) -> str:
+        return f"x.{bucket_end(expires):011d}.{key}"
+
+    def _entity(self, record: Record, created: datetime.datetime) -> dict[str, Any]:
+        entity: dict[str, Any] = {
+            "PartitionKey": self._partition(record.key),
+            "RowKey": "s." + record.key,
+            "Expires": record.expires,
+            "Created": created,
+            "Updated": record.updated or utcnow(),
+        }
+        if record.user_id is not None:
+            entity["UserId"] = record.user_id
+        data = record.data
+        for index, start in enumerate(range(0, max(len(data), 1), CHUNK)):
+            entity[_chunk_name(index)] = data[start : start + CHUNK]
+        size = _entity_size(entity)
+        if size > MAX_ENTITY:
+            raise SessionTooLarge(
+                f"The session's data is {len(data):,} bytes: with its keys and properties that "
+                f"is a {size:,}-byte table entity, and an Azure Table entity holds at most "
+                f"{MAX_ENTITY:,} bytes (1 MiB). Keep less in the session."
+            )
+        return entity
+
+    def _index_entity(self, record: Record) -> dict[str, Any]:
+        entity: dict[str, Any] = {
+            "PartitionKey": self._partition(record.key),
+            "RowKey": self._index_row(record.key, record.expires),
+            "Expires": record.expires,
+        }
+        if record.user_id is not None:
+            entity["UserId"] = record.user_id
+        return entity
+
+    def _user_entity(self, user_id: str, key: str) -> dict[str, Any]:
+        return {"PartitionKey": self._user_partition(user_id), "RowKey": key}
+
+    def _record(
+        self, key: str, entity: Any, now: datetime.datetime | None = None
+    ) -> Record | None:
+        expires = entity["Expires"]
+        if expires <= (now or utcnow()):
+            return None
+        data = entity.get("Data", b"")
+        index = 1
+        while (chunk := entity.get(_chunk_name(index))) is not None:
+            data += chunk
+            index += 1
+        created = _plain(entity.get("Created") or expires)
+        return Record(
+            key=key,
+            data=data,
+            expires=_plain(expires),
+            user_id=entity.get("UserId"),
+            version=Version(entity.metadata["etag"], created),
+            created=created,
+            updated=_plain(entity["Updated"]) if entity.get("Updated") else None,
+        )
+
+    def _get(self, key: str) -> _Call:
+        return _Call("get_entity", (self._partition(key), "s." + key))
+
+    def _if_unchanged(self, etag: str) -> dict[str, Any]:
+        return {"etag": etag, "match_condition": self._if_match}
+
+    # The storage interface, each method written once as steps that the sync and async
+    # drivers below carry out.
+
+    def _load(self, key: str) -> Steps[Record | None]:
+        try:
+            entity = yield self._get(key)
+        except self._not_found:
+            return None
+        return self._record(key, entity)
+
+    def _create(self, record: Record) -> Steps[Version | None]:
+        created = record.created or record.updated or utcnow()
+        ops = [("create", self._entity(record, created)), ("upsert", self._index_entity(record))]
+        try:
+            result = yield _Call("submit_transaction", (ops,))
+        except self._transaction_error as exc:
+            if _failed(exc, 0, 409):
+                return None
+            raise
+        if record.user_id is not None:
+            yield _Call("upsert_entity", (self._user_entity(record.user_id, record.key),))
+        return Version(result[0]["etag"], created)
+
+    def _update(self, record: Record, loaded: Record) -> Steps[Version | None]:
+        etag, created = loaded.version
+        entity = self._entity(record, created)
+        old_row = self._index_row(loaded.key, loaded.expires)
+        new_row = self._index_row(record.key, record.expires)
+        user_changed = record.user_id != loaded.user_id
+        if old_row == new_row and not user_changed:
+            try:
+                result = yield _Call(
+                    "update_entity", (entity,), {"mode": self._replace, **self._if_unchanged(etag)}
+                )
+            except (self._modified, self._not_found):
+                return None
+            return Version(result["etag"], created)
+        if user_changed and record.user_id is not None:
+            yield _Call("upsert_entity", (self._user_entity(record.user_id, record.key),))
+        ops: list[Any] = [("update", entity, {"mode": "replace", **self._if_unchanged(etag)})]
+        if old_row != new_row:
+            ops.append(("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": old_row}))
+        ops.append(("upsert", self._index_entity(record)))
+        while True:
+            try:
+                result = yield _Call("submit_transaction", (ops,))
+                break
+            except self._transaction_error as exc:
+                if _failed(exc, 0, 404, 412):
+                    return None
+                if len(ops) == 3 and _failed(exc, 1, 404):
+                    del ops[1]  # no old entry to move (written by something else): go on
+                    continue
+                raise
+        if user_changed and loaded.user_id is not None:
+            yield _Call("delete_entity", (self._user_partition(loaded.user_id), record.key))
+        return Version(result[0]["etag"], created)
+
+    def _delete(self, key: str) -> Steps[None]:
+        for _ in range(3):
+            try:
+                entity = yield self._get(key)
+            except self._not_found:
+                return
+            ops = [
+                ("delete", entity, self._if_unchanged(entity.metadata["etag"])),
+                (
+                    "delete",
+                    {
+                        "PartitionKey": entity["PartitionKey"],
+                        "RowKey": self._index_row(key, entity["Expires"]),
+                    },
+                ),
+            ]
+            try:
+                yield _Call("submit_transaction", (ops,))
+            except self._transaction_error as exc:
+                if _failed(exc, 0, 404, 412):
+                    continue  # changed meanwhile: read it again
+                if not _failed(exc, 1, 404):
+                    raise
+                yield _Call("submit_transaction", (ops[:1],))
+            if entity.get("UserId") is not None:
+                yield _Call("delete_entity", (self._user_partition(entity["UserId"]), key))
+            return
+        yield _Call("delete_entity", (self._partition(key), "s." + key))
+
+    def _removals(self, partition: str, now: datetime.datetime) -> Steps[list[_Removal]]:
+        """The expired sessions of one partition, found through their expiry entries."""
+        seconds = calendar.timegm(now.utctimetuple())
+        entries = yield _Call(
+            "query",
+            (
+                "PartitionKey eq @pk and RowKey ge @lo and ( ( RowKey lt @due ) or "
+                "( RowKey lt @hi and Expires le @now ) )",
+            ),
+            {
+                "parameters": {
+                    "pk": partition,
+                    "lo": "x.",
+                    "due": f"x.{seconds + 1:011d}",
+                    "hi": f"x.{bucket_end(now) + 1:011d}",
+                    "now": now,
+                },
+                "select": ["RowKey", "UserId"],
+            },
+        )
+        removals = []
+        for entry in entries:
+            _, end, key = entry["RowKey"].split(".", 2)
+            index_op = (
+                "delete",
+                {"PartitionKey": partition, "RowKey": entry["RowKey"]},
+                self._if_unchanged(entry.metadata["etag"]),
+            )
+            session = {"PartitionKey": partition, "RowKey": "s." + key}
+            if int(end) <= seconds:
+                # Its whole hour has passed; the entry would have moved with a later expiry.
+                ops = [index_op, ("delete", session)]
+            else:
+                try:
+                    entity = yield self._get(key)
+                except self._not_found:
+                    removals.append(_Removal([index_op], key, entry.get("UserId")))
+                    continue
+                if entity["Expires"] > now:
+                    continue
+                ops = [index_op, ("delete", session, self._if_unchanged(entity.metadata["etag"]))]
+            removals.append(_Removal(ops, key, entry.get("UserId")))
+        return removals
+
+    def _remove(self, removals: list[_Removal]) -> Steps[list[_Removal]]:
+        """Carry out ``removals`` (one partition, one transaction); return those done."""
+        removals = list(removals)
+        while removals:
+            ops = [op for removal in removals for op in removal.ops]
+            try:
+                yield _Call("submit_transaction", (ops,))
+                return removals
+            except self._transaction_error as exc:
+                index = getattr(exc, "index", None)
+                if not isinstance(index, int) or getattr(exc, "status_code", None) not in (
+                    404,
+                    412,
+                ):
+                    raise
+                position = 0
+                for number, removal in enumerate(removals):
+                    if index < position + len(removal.ops):
+                        if index == position + 1 and exc.status_code == 404:
+                            removals[number] = removal._replace(ops=removal.ops[:1])
+                        else:  # its entry moved or its session changed: still in use
+                            del removals[number]
+                        break
+                    position += len(removal.ops)
+                else:
+                    raise
+        return removals
+
+    def _clear_partition(self, partition: str) -> Steps[list[_Removal]]:
+        removals = yield from self._removals(partition, utcnow())
+        done = []
+        for batch in _chunks(removals, BATCH // 2):
+            done.extend((yield from self._remove(batch)))
+        return done
+
+    def _clear_users(self, partition: str, keys: list[str]) -> Steps[None]:
+        for batch in _chunks(keys, BATCH):
+            removals = [
+                _Removal([("delete", {"PartitionKey": partition, "RowKey": key})], key, None)
+                for key in batch
+            ]
+            yield from self._remove(removals)
+
+    def _user_records(self, user_id: str) -> Steps[list[Record]]:
+        partition = self._user_partition(user_id)
+        entries = yield _Call(
+            "query",
+            ("PartitionKey eq @pk",),
+            {"parameters": {"pk": partition}, "select": ["RowKey"]},
+        )
+        records = []
+        for entry in entries:
+            key = entry["RowKey"]
+            try:
+                entity = yield self._get(key)
+            except self._not_found:
+                entity = None
+            if entity is None or entity.get("UserId") != user_id:
+                yield _Call(
+                    "delete_entity", (partition, key), self._if_unchanged(entry.metadata["etag"])
+                )
+                continue
+            record = self._record(key, entity)
+            if record is not None:
+                records.append(record)
+        return sorted(records, key=lambda record: record.key)
+
+    def _page(self, cursor: str | None, limit: int) -> Steps[Page]:
+        now = utcnow()
+        start = f"{self.namespace}.s."
+        entities = yield _Call(
+            "query",
+            (
+                "PartitionKey ge @lo and PartitionKey lt @hi and RowKey gt @after and "
+                "RowKey lt @end and Expires gt @now",
+            ),
+            {
+                "parameters": {
+                    "lo": start + (shard(cursor) if cursor else ""),
+                    "hi": start + "~",
+                    "after": "s." + (cursor or ""),
+                    "end": _SESSION_END,
+                    "now": now,
+                },
+                "limit": limit,
+            },
+        )
+        records = [
+            record
+            for entity in entities
+            if (record := self._record(entity["RowKey"][2:], entity, now)) is not None
+        ]
+        return Page(records, records[-1].key if len(entities) == limit and records else None)
+
+    # Drivers: carry out steps with the sync client, or with an async client of this loop.
+
+    def _client(self) -> Any:
+        if self._sync_client is None:
+            with self._lock:
+                if self._sync_client is None:
+                    self._sync_client = self.connection.sync_client()
+        return self._sync_client
+
+    def _wrap(self, exc: Exception) -> TableStorageError:
+        code = getattr(exc, "error_code", None)
+        reason = redact(str(getattr(exc, "reason", None) or exc).splitlines()[0])
+        hint = ""
+        if code is not None and str(code).endswith("TableNotFound") and not self.create_table:
+            hint = " Create the table, or set CREATE_TABLE to True."
+        return TableStorageError(
+            f"Azure Table Storage at {self.connection.endpoint} (table "
+            f"{self.connection.table_name!r}) failed: {type(exc).__name__}"
+            f"{f' {code}' if code else ''}: {reason}.{hint}"
+        )
+
+    def _is_missing_table(self, exc: Exception, call: _Call) -> bool:
+        return (
+            self.create_table
+            and call.method in ("submit_transaction", "upsert_entity")
+            and str(getattr(exc, "error_code", "")).endswith("TableNotFound")
+        )
+
+    def _perform(self, client: Any, call: _Call) -> Any:
+        if call.method == "query":
+            kwargs = dict(call.kwargs)
+            limit = kwargs.pop("limit", None)
+            if limit is not None:
+                kwargs["results_per_page"] = min(limit, 1000)
+            try:
+                found = []
+                for entity in client.query_entities(*call.args, **kwargs):
+                    found.append(entity)
+                    if len(found) == limit:
+                        break
+                return found
+            except self._not_found:
+                return []  # no table yet
+        try:
+            return getattr(client, call.method)(*call.args, **call.kwargs)
+        except self._azure_error as exc:
+            if not self._is_missing_table(exc, call):
+                raise
+        with contextlib.suppress(self._exists):
+            client.create_table()
+        return getattr(client, call.method)(*call.args, **call.kwargs)
+
+    def _run(self, steps: Steps[T]) -> T:
+        client = self._client()
+        try:
+            call = next(steps)
+            while True:
+                try:
+                    result = self._perform(client, call)
+                except self._azure_error as exc:
+                    call = steps.throw(exc)
+                else:
+                    call = steps.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except self._azure_error as exc:
+            raise self._wrap(exc) from None
+
+    def _run_all(self, steps: list[Steps[T]]) -> list[T]:
+        if len(steps) <= 1:
+            return [self._run(item) for item in steps]
+        with concurrent.futures.ThreadPoolExecutor(min(WORKERS, len(steps))) as pool:
+            return list(pool.map(self._run, steps))
+
+    async def _aclient(self) -> Any:
+        loop = asyncio.get_running_loop()
+        entry = self._async_clients.get(loop)
+        if entry is not None:
+            return entry[0]
+        client = self.connection.async_client()
+        # Clients must not outlive their loop: an async generator is closed by the loop's
+        # shutdown_asyncgens() (asyncio.run, asgiref, uvicorn), and closes the client with it.
+        keeper = _closing(client)
+        await keeper.__anext__()
+        self._async_clients[loop] = (client, keeper)
+        return client
+
+    async def _aperform(self, client: Any, call: _Call) -> Any:
+        if call.method == "query":
+            kwargs = dict(call.kwargs)
+            limit = kwargs.pop("limit", None)
+            if limit is not None:
+                kwargs["results_per_page"] = min(limit, 1000)
+            try:
+                found = []
+                async for entity in client.query_entities(*call.args, **kwargs):
+                    found.append(entity)
+                    if len(found) == limit:
+                        break
+                return found
+            except self._not_found:
+                return []
+        try:
+            return await getattr(client, call.method)(*call.args, **call.kwargs)
+        except self._azure_error as exc:
+            if not self._is_missing_table(exc, call):
+                raise
+        with contextlib.suppress(self._exists):
+            await client.create_table()
+        return await getattr(client, call.method)(*call.args, **call.kwargs)
+
+    async def _arun(self, steps: Steps[T]) -> T:
+        client = await self._aclient()
+        try:
+            call = next(steps)
+            while True:
+                try:
+                    result = await self._aperform(client, call)
+                except self._azure_error as exc:
+                    call = steps.throw(exc)
+                else:
+                    call = steps.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except self._azure_error as exc:
+            raise self._wrap(exc) from None
+
+    async def _arun_all(self, steps: list[Steps[T]]) -> list[T]:
+        limit = asyncio.Semaphore(WORKERS)
+
+        async def run(item: Steps[T]) -> T:
+            async with limit:
+                return await self._arun(item)
+
+        return list(await asyncio.gather(*(run(item) for item in steps)))
+
+    # The storage interface
+
+    def load(self, key: str) -> Record | None:
+        return self._run(self._load(key))
+
+    def create(self, record: Record) -> Version | None:
+        return self._run(self._create(record))
+
+    def update(self, record: Record, loaded: Record) -> Version | None:
+        return self._run(self._update(record, loaded))
+
+    def delete(self, key: str) -> None:
+        self._run(self._delete(key))
+
+    def _partitions(self) -> list[str]:
+        return [f"{self.namespace}.s.{name}" for name in self.shards]
+
+    def _user_batches(self, removed: Iterable[list[_Removal]]) -> list[Steps[None]]:
+        by_user: dict[str, list[str]] = {}
+        for removal in (item for group in removed for item in group):
+            if removal.user_id is not None:
+                by_user.setdefault(self._user_partition(removal.user_id), []).append(removal.key)
+        return [self._clear_users(partition, keys) for partition, keys in by_user.items()]
+
+    def clear_expired(self) -> int:
+        removed = self._run_all([self._clear_partition(p) for p in self._partitions()])
+        self._run_all(self._user_batches(removed))
+        return _count(removed)
+
+    def user_records(self, user_id: str) -> list[Record]:
+        return self._run(self._user_records(user_id))
+
+    def page(self, cursor: str | None = None, limit: int = 100) -> Page:
+        return self._run(self._page(cursor, limit))
+
+    async def aload(self, key: str) -> Record | None:
+        return await self._arun(self._load(key))
+
+    async def acreate(self, record: Record) -> Version | None:
+        return await self._arun(self._create(record))
+
+    async def aupdate(self, record: Record, loaded: Record) -> Version | None:
+        return await self._arun(self._update(record, loaded))
+
+    async def adelete(self, key: str) -> None:
+        await self._arun(self._delete(key))
+
+    async def aclear_expired(self) -> int:
+        removed = await self._arun_all([self._clear_partition(p) for p in self._partitions()])
+        await self._arun_all(self._user_batches(removed))
+        return _count(removed)
+
+    async def auser_records(self, user_id: str) -> list[Record]:
+        return await self._arun(self._user_records(user_id))
+
+    async def apage(self, cursor: str | None = None, limit: int = 100) -> Page:
+        return await self._arun(self._page(cursor, limit))
+
+    def close(self) -> None:
+        client, self._sync_client = self._sync_client, None
+        if client is not None:
+            client.close()
+
+    def raw_client(self) -> Any:
+        """The process's ``azure.data.tables.TableClient`` on the sessions table."""
+        return self._client()
+
+
+def _count(removed: list[list[_Removal]]) -> int:
+    return sum(len(removal.ops) == 2 for group in removed for removal in group)
+
+
+async def _closing(client: Any) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await client.close()
+
+
+class SessionStore(StoreSession):
+    """Sessions in Azure Table Storage or Cosmos DB for Table (see ``AZURE_SESSIONS["TABLE"]``)."""
+
+    storage_class = TableStorage

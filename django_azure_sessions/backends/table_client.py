@@ -1,0 +1,368 @@
+"""Clients of the Table engine: what ``AZURE_SESSIONS["TABLE"]`` describes, built lazily.
+
+Which credential is used, first match wins:
+
+1. ``CONNECTION_STRING`` (its ``AccountKey`` or ``SharedAccessSignature``; or
+   ``UseDevelopmentStorage=true`` for Azurite). ``ACCOUNT_URL`` and ``CREDENTIAL`` are then
+   ignored, and a system check warns about them.
+2. ``ACCOUNT_URL`` with ``CREDENTIAL``, one of: an account key, as
+   ``{"account_name": ..., "account_key": ...}`` or an ``AzureNamedKeyCredential``; a SAS
+   token, as a string or an ``AzureSasCredential``; a token credential (anything with
+   ``get_token``, such as azure-identity's ``DefaultAzureCredential``: managed identity).
+3. ``ACCOUNT_URL`` alone, when its query string is a SAS token.
+
+Client keyword arguments are the defaults below (short timeouts and few, quick retries, fit for
+a web request) overridden by ``OPTIONS``: any keyword of azure-data-tables' ``TableClient``.
+No secret ever appears in a ``repr``, in a log line or in an exception raised here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import re
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.checks import CheckMessage, Error, Warning
+
+from ..conf import SETTING_NAME, TableSettings
+
+INSTALL_HINT = "pip install 'django-azure-sessions[table]'"
+
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "connection_timeout": 3,
+    "read_timeout": 10,
+    "retry_total": 2,
+    "retry_backoff_factor": 0.2,
+    "retry_backoff_max": 2,
+}
+DEVELOPMENT_ENDPOINT = "http://127.0.0.1:10002/devstoreaccount1"
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
+_SECRETS = re.compile(
+    r"(?i)((?:[?&;]|\b)(?:sig|accountkey|sharedaccesssignature)=)[^&;\s'\")]+|(bearer\s+)[^\s'\",]+"
+)
+
+
+class TableStorageError(RuntimeError):
+    """Azure Table Storage could not do what the session store asked.
+
+    Raised instead of the SDK's exception so that no URL with a SAS signature reaches a log;
+    the message says which endpoint and table, and why.
+    """
+
+
+def import_tables() -> ModuleType:
+    """``azure.data.tables``, or an ImportError that says what to install."""
+    try:
+        import azure.data.tables
+    except ImportError as exc:
+        raise ImportError(
+            f"The Table session engine needs azure-data-tables: {INSTALL_HINT}"
+        ) from exc
+    return azure.data.tables
+
+
+def import_tables_aio() -> ModuleType:
+    """``azure.data.tables.aio`` (which needs aiohttp), or an ImportError that says so."""
+    try:
+        import aiohttp  # noqa: F401
+        import azure.data.tables.aio
+    except ImportError as exc:
+        raise ImportError(
+            f"The Table session engine's async methods need azure-data-tables and aiohttp: "
+            f"{INSTALL_HINT}"
+        ) from exc
+    return azure.data.tables.aio
+
+
+def redact(text: str) -> str:
+    """``text`` with SAS signatures, account keys and bearer tokens blanked out."""
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "<redacted>", text)
+
+
+def parse_connection_string(value: str) -> dict[str, str]:
+    """The ``Key=value;`` pairs of a storage connection string, keys lower-cased."""
+    pairs = {}
+    for part in value.split(";"):
+        name, sep, item = part.partition("=")
+        if sep and name.strip():
+            pairs[name.strip().lower()] = item.strip()
+    return pairs
+
+
+def endpoint_of(connection_string: str) -> str | None:
+    """The table endpoint a connection string names, without secrets; None if it names none."""
+    pairs = parse_connection_string(connection_string)
+    if pairs.get("usedevelopmentstorage", "").lower() == "true":
+        return DEVELOPMENT_ENDPOINT
+    if "tableendpoint" in pairs:
+        return pairs["tableendpoint"].rstrip("/")
+    if "accountname" in pairs:
+        protocol = pairs.get("defaultendpointsprotocol", "https")
+        suffix = pairs.get("endpointsuffix", "core.windows.net")
+        return f"{protocol}://{pairs['accountname']}.table.{suffix}"
+    return None
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
+
+
+def is_token_credential(value: Any) -> bool:
+    return callable(getattr(value, "get_token", None))
+
+
+class AsyncTokenCredential:
+    """A synchronous token credential, as the async client wants it.
+
+    ``get_token`` runs in a thread: tokens are cached by the SDK, so this happens about once
+    an hour per event loop.
+    """
+
+    def __init__(self, credential: Any) -> None:
+        self.credential = credential
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(self.credential.get_token, *scopes, **kwargs)
+
+    async def close(self) -> None:
+        """The wrapped credential belongs to the settings; it is not closed here."""
+
+    async def __aenter__(self) -> AsyncTokenCredential:
+        return self
+
+    async def __aexit__(self, *args: Any) -> None:
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    """How to reach the table. Only ``endpoint`` and ``table_name`` appear in its repr."""
+
+    endpoint: str
+    table_name: str
+    connection_string: str | None = dataclasses.field(default=None, repr=False)
+    account_url: str | None = dataclasses.field(default=None, repr=False)
+    credential: Any = dataclasses.field(default=None, repr=False)
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {**DEFAULT_OPTIONS, **self.options}
+
+    def _credential(self, tables: ModuleType, is_async: bool) -> Any:
+        value = self.credential
+        if isinstance(value, Mapping):
+            return tables.AzureNamedKeyCredential(value["account_name"], value["account_key"])
+        if isinstance(value, str):
+            return tables.AzureSasCredential(value.lstrip("?"))
+        if is_async and is_token_credential(value) and not _is_async_credential(value):
+            return AsyncTokenCredential(value)
+        return value
+
+    def sync_client(self) -> Any:
+        """A new ``azure.data.tables.TableClient``."""
+        return self._client(import_tables().TableClient, is_async=False)
+
+    def async_client(self) -> Any:
+        """A new ``azure.data.tables.aio.TableClient``: use it in one event loop only."""
+        return self._client(import_tables_aio().TableClient, is_async=True)
+
+    def _client(self, client_class: Any, is_async: bool) -> Any:
+        kwargs = self._kwargs()
+        if self.connection_string:
+            return client_class.from_connection_string(
+                self.connection_string, self.table_name, **kwargs
+            )
+        credential = self._credential(import_tables(), is_async)
+        return client_class(
+            endpoint=self.account_url, table_name=self.table_name, credential=credential, **kwargs
+        )
+
+
+def _is_async_credential(value: Any) -> bool:
+    return inspect.iscoroutinefunction(getattr(value, "get_token", None))
+
+
+def connection_from_settings(config: TableSettings) -> Connection:
+    """The connection ``config`` describes (assumed valid: the system checks say otherwise)."""
+    if config.CONNECTION_STRING:
+        endpoint = endpoint_of(config.CONNECTION_STRING) or "(endpoint from connection string)"
+        return Connection(
+            endpoint,
+            config.TABLE_NAME,
+            connection_string=config.CONNECTION_STRING,
+            options=dict(config.OPTIONS),
+        )
+    return Connection(
+        _without_query(config.ACCOUNT_URL or ""),
+        config.TABLE_NAME,
+        account_url=config.ACCOUNT_URL,
+        credential=config.CREDENTIAL,
+        options=dict(config.OPTIONS),
+    )
+
+
+# System checks: E040 (section shape, in checks.py) to E059.
+
+
+def _error(number: int, msg: str, hint: str) -> Error:
+    return Error(
+        f"{SETTING_NAME}['TABLE']{msg}", hint=hint, id=f"django_azure_sessions.E{number:03d}"
+    )
+
+
+def _credential_error(value: Any) -> str | None:
+    """Why ``value`` is not a usable CREDENTIAL, or None if it is."""
+    if value is None or isinstance(value, str):
+        return None if value != "" else "is an empty string"
+    if isinstance(value, Mapping):
+        if set(value) != {"account_name", "account_key"} or not all(
+            isinstance(item, str) and item for item in value.values()
+        ):
+            return "as a dict must be exactly {'account_name': str, 'account_key': str}"
+        return None
+    if is_token_credential(value):
+        if _is_async_credential(value):
+            return "is an async token credential (azure.identity.aio)"
+        return None
+    if hasattr(value, "named_key") or hasattr(value, "signature"):
+        return None  # AzureNamedKeyCredential, AzureSasCredential
+    return f"is a {type(value).__name__}, which is not a credential"
+
+
+def check_table(section: dict[str, Any]) -> list[CheckMessage]:
+    """The TABLE section's checks, run when the Table engine is the SESSION_ENGINE."""
+    errors: list[CheckMessage] = []
+    try:
+        import_tables()
+    except ImportError:
+        errors.append(
+            _error(
+                41,
+                " is used, but azure-data-tables is not installed.",
+                f"Install the engine's extra: {INSTALL_HINT}",
+            )
+        )
+    connection_string = section.get("CONNECTION_STRING")
+    account_url = section.get("ACCOUNT_URL")
+    credential = section.get("CREDENTIAL")
+    if connection_string is not None:
+        if not isinstance(connection_string, str) or not connection_string:
+            errors.append(
+                _error(
+                    43,
+                    "['CONNECTION_STRING'] must be a non-empty string.",
+                    "Copy it from the storage account's 'Access keys' page, or use "
+                    "'UseDevelopmentStorage=true' for Azurite.",
+                )
+            )
+        else:
+            pairs = parse_connection_string(connection_string)
+            if endpoint_of(connection_string) is None or not (
+                "accountkey" in pairs
+                or "sharedaccesssignature" in pairs
+                or pairs.get("usedevelopmentstorage", "").lower() == "true"
+            ):
+                errors.append(
+                    _error(
+                        43,
+                        "['CONNECTION_STRING'] names no account and key or SAS token.",
+                        "It needs AccountName and AccountKey (or TableEndpoint and "
+                        "SharedAccessSignature), separated by ';'.",
+                    )
+                )
+        if account_url is not None or credential is not None:
+            errors.append(
+                Warning(
+                    f"{SETTING_NAME}['TABLE'] has CONNECTION_STRING and also ACCOUNT_URL or "
+                    "CREDENTIAL; the connection string wins and they are ignored.",
+                    hint="Keep one way of connecting.",
+                    id="django_azure_sessions.W040",
+                )
+            )
+    elif account_url is None:
+        errors.append(
+            _error(
+                42,
+                " says nowhere to connect.",
+                "Set CONNECTION_STRING, or ACCOUNT_URL (https://<account>.table.core.windows.net) "
+                "with CREDENTIAL.",
+            )
+        )
+    else:
+        parts = urlsplit(account_url) if isinstance(account_url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            errors.append(
+                _error(
+                    44,
+                    "['ACCOUNT_URL'] must be an http(s) URL.",
+                    "For example https://<account>.table.core.windows.net, or "
+                    "https://<account>.table.cosmos.azure.com for Cosmos DB for Table.",
+                )
+            )
+        else:
+            problem = _credential_error(credential)
+            if problem is not None:
+                errors.append(
+                    _error(
+                        45,
+                        f"['CREDENTIAL'] {problem}.",
+                        "Use {'account_name': ..., 'account_key': ...}, a SAS token string, "
+                        "an AzureNamedKeyCredential or AzureSasCredential, or a synchronous "
+                        "token credential such as azure.identity.DefaultAzureCredential() "
+                        "(the async paths use it too).",
+                    )
+                )
+            elif credential is None and "sig=" not in parts.query:
+                errors.append(
+                    _error(
+                        46,
+                        "['ACCOUNT_URL'] is set without CREDENTIAL and holds no SAS token.",
+                        "Set CREDENTIAL, e.g. azure.identity.DefaultAzureCredential() for a "
+                        "managed identity.",
+                    )
+                )
+            elif is_token_credential(credential) and parts.scheme != "https":
+                errors.append(
+                    _error(
+                        47,
+                        "['ACCOUNT_URL'] must be https:// with a token credential.",
+                        "Microsoft Entra ID tokens are only ever sent over TLS.",
+                    )
+                )
+    table_name = section.get("TABLE_NAME", "djangosessions")
+    if (
+        not isinstance(table_name, str)
+        or not _TABLE_NAME.fullmatch(table_name)
+        or table_name.lower() == "tables"
+    ):
+        errors.append(
+            _error(
+                48,
+                f"['TABLE_NAME'] {table_name!r} is not a valid table name.",
+                "3 to 63 letters and digits, starting with a letter (not 'tables').",
+            )
+        )
+    if not isinstance(section.get("CREATE_TABLE", True), bool):
+        errors.append(
+            _error(
+                49,
+                "['CREATE_TABLE'] must be True or False.",
+                "True creates the table on the first save; False expects it to exist.",
+            )
+        )
+    options = section.get("OPTIONS", {})
+    if not isinstance(options, dict) or not all(isinstance(key, str) for key in options):
+        errors.append(
+            _error(
+                50,
+                "['OPTIONS'] must be a dict of TableClient keyword arguments.",
+                'For example {"read_timeout": 5, "retry_total": 3}.',
+            )
+        )
+    return errors
