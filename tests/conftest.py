@@ -22,7 +22,10 @@ def _reachable(host: str, port: int) -> bool:
 def pytest_sessionstart(session: pytest.Session) -> None:
     redis = urlsplit(settings.REDIS_URL)
     needed = {
-        "PostgreSQL": (settings.DATABASES["postgres"]["HOST"], settings.DATABASES["postgres"]["PORT"]),
+        "PostgreSQL": (
+            settings.DATABASES["postgres"]["HOST"],
+            settings.DATABASES["postgres"]["PORT"],
+        ),
         "MariaDB": (settings.DATABASES["mariadb"]["HOST"], settings.DATABASES["mariadb"]["PORT"]),
         "Redis": (redis.hostname or "127.0.0.1", redis.port or 6379),
     }
