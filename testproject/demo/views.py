@@ -77,19 +77,21 @@ def _product(slug: str) -> str:
 
 @require_POST
 def cart_add(request: HttpRequest, product: str) -> HttpResponse:
+    slug = _product(product)
     cart = _cart(request.session)
-    cart[_product(product)] = cart.get(product, 0) + 1
+    cart[slug] = cart.get(slug, 0) + 1
     request.session["cart"] = cart
     return redirect("home")
 
 
 @require_POST
 def cart_remove(request: HttpRequest, product: str) -> HttpResponse:
+    slug = _product(product)
     cart = _cart(request.session)
-    if cart.get(_product(product), 0) > 1:
-        cart[product] -= 1
+    if cart.get(slug, 0) > 1:
+        cart[slug] -= 1
     else:
-        cart.pop(product, None)
+        cart.pop(slug, None)
     request.session["cart"] = cart
     return redirect("home")
 
