@@ -27,6 +27,7 @@ import concurrent.futures
 import contextlib
 import datetime
 import hashlib
+import random
 import string
 import threading
 import weakref
@@ -520,7 +521,8 @@ class TableStorage(Storage):
 
     def _wrap(self, exc: Exception) -> TableStorageError:
         code = getattr(exc, "error_code", None)
-        reason = redact(str(getattr(exc, "reason", None) or exc).splitlines()[0])
+        code = getattr(code, "value", code)
+        reason = redact((str(getattr(exc, "message", None) or exc).splitlines() or [""])[0])
         hint = ""
         if code is not None and str(code).endswith("TableNotFound") and not self.create_table:
             hint = " Create the table, or set CREATE_TABLE to True."
@@ -728,3 +730,9 @@ class SessionStore(StoreSession):
     """Sessions in Azure Table Storage or Cosmos DB for Table (see ``AZURE_SESSIONS["TABLE"]``)."""
 
     storage_class = TableStorage
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        # A load and a conditional replace take 5-20 ms here, several times an SQL or Redis
+        # round trip: concurrent writers to one session must spread out on that scale.
+        return random.uniform(0, min(1.0, 0.01 * 2**attempt))

@@ -9,7 +9,8 @@ Which credential is used, first match wins:
    ``{"account_name": ..., "account_key": ...}`` or an ``AzureNamedKeyCredential``; a SAS
    token, as a string or an ``AzureSasCredential``; a token credential (anything with
    ``get_token``, such as azure-identity's ``DefaultAzureCredential``: managed identity).
-3. ``ACCOUNT_URL`` alone, when its query string is a SAS token.
+3. ``ACCOUNT_URL`` alone, when its query string is a SAS token (with ``CREDENTIAL`` set, the
+   query string is dropped).
 
 Client keyword arguments are the defaults below (short timeouts and few, quick retries, fit for
 a web request) overridden by ``OPTIONS``: any keyword of azure-data-tables' ``TableClient``.
@@ -154,12 +155,14 @@ class Connection:
     def _kwargs(self) -> dict[str, Any]:
         return {**DEFAULT_OPTIONS, **self.options}
 
-    def _credential(self, tables: ModuleType, is_async: bool) -> Any:
+    def _credential(self, is_async: bool) -> Any:
+        from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
+
         value = self.credential
         if isinstance(value, Mapping):
-            return tables.AzureNamedKeyCredential(value["account_name"], value["account_key"])
+            return AzureNamedKeyCredential(value["account_name"], value["account_key"])
         if isinstance(value, str):
-            return tables.AzureSasCredential(value.lstrip("?"))
+            return AzureSasCredential(value.lstrip("?"))
         if is_async and is_token_credential(value) and not _is_async_credential(value):
             return AsyncTokenCredential(value)
         return value
@@ -178,9 +181,19 @@ class Connection:
             return client_class.from_connection_string(
                 self.connection_string, self.table_name, **kwargs
             )
-        credential = self._credential(import_tables(), is_async)
+        from azure.core.credentials import AzureSasCredential
+
+        account_url = self.account_url or ""
+        credential = self._credential(is_async)
+        if credential is None:
+            # As a credential, not in the URL: azure-data-tables leaves a URL's SAS token off
+            # transactions ($batch).
+            credential = AzureSasCredential(urlsplit(account_url).query)
         return client_class(
-            endpoint=self.account_url, table_name=self.table_name, credential=credential, **kwargs
+            endpoint=_without_query(account_url),
+            table_name=self.table_name,
+            credential=credential,
+            **kwargs,
         )
 
 
