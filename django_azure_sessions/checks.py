@@ -12,6 +12,7 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
+from .backends.redis_connection import check_redis
 from .backends.table_client import check_table
 from .conf import SECTIONS, SETTING_NAME, TOP_LEVEL_DEFAULTS, section_keys
 
@@ -52,6 +53,7 @@ def check_sql(section: dict[str, Any]) -> list[CheckMessage]:
 # Engines add their section's checks here: {"SQL": check_sql, ...}.
 SECTION_CHECKS: dict[str, SectionCheck] = {"SQL": check_sql}
 SECTION_CHECKS["TABLE"] = check_table
+SECTION_CHECKS["REDIS"] = check_redis
 SECTION_ERROR_BASE = {"SQL": 10, "REDIS": 20, "TABLE": 40}
 
 

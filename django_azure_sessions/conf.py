@@ -22,14 +22,14 @@ class SQLSettings:
 
 @dataclass(frozen=True)
 class RedisSettings:
-    URL: str | None = None
+    URL: str | None = field(default=None, repr=False)  # may hold the access key
     CACHE_ALIAS: str | None = None
-    OPTIONS: dict[str, Any] = field(default_factory=dict)
+    OPTIONS: dict[str, Any] = field(default_factory=dict, repr=False)  # may hold a password
     CLUSTER: bool = False
     SENTINELS: list[tuple[str, int]] = field(default_factory=list)
     SENTINEL_SERVICE_NAME: str = "mymaster"
-    SENTINEL_OPTIONS: dict[str, Any] = field(default_factory=dict)
-    CREDENTIAL_PROVIDER: Any = None
+    SENTINEL_OPTIONS: dict[str, Any] = field(default_factory=dict, repr=False)
+    CREDENTIAL_PROVIDER: Any = field(default=None, repr=False)
     RETRIES: int = 3
 
 

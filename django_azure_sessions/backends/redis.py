@@ -1,0 +1,554 @@
+"""Redis engine: Azure Cache for Redis, Azure Managed Redis, any Redis, Cluster or Sentinel.
+
+Keys, ``P`` being ``KEY_PREFIX``:
+
+- ``P s:{<id>}``, a string per session: a fixed binary header (version, expiry, how long the
+  user index covers it, created, updated, user id) then the encoded data. It expires natively
+  at the session's expiry. Load is one ``GET``; create one ``SET NX PX``; update one script
+  that compares the 8-byte version and ``SET``s.
+- ``P u:{<user id>}``, a sorted set per user: the user's session ids, each scored by the time
+  its index entry may be pruned. It expires with its last member.
+
+Only the conditional save of one session must be atomic, so every script and command touches
+exactly one key: the engine runs unchanged on Redis Cluster and behind proxies that reject
+cross-slot scripts (Azure Managed Redis' Enterprise policy). The braces are hash tags: the
+slot of a key is decided by the session id or user id alone, never by the prefix, so sessions
+spread over all shards. The user index is written in the same round trip as the save, before
+it; it may hold stale ids (sessions deleted or signed in as someone else), which reads verify
+against the session itself and which are pruned once their score is past.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import hashlib
+import heapq
+import os
+import struct
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, NamedTuple
+
+from ..conf import app_settings
+from ..core.session import StoreSession
+from ..core.storage import Page, Record, Storage
+from .redis_connection import (
+    ConnectionSpec,
+    entra_id_credential_provider,
+    import_redis,
+    spec_from_settings,
+)
+
+__all__ = ["RedisStorage", "SessionStore", "entra_id_credential_provider"]
+
+# version, expires, indexed until, created, updated (ms since the epoch), length of the user id
+HEADER = struct.Struct(">QqqqqH")
+VERSION = struct.Struct(">Q")
+INDEXED_AT = 16  # offset of "indexed until" in the header
+NO_USER = 0xFFFF
+SCAN_COUNT = 1000
+BATCH = 500
+
+
+class Script(NamedTuple):
+    source: str
+    sha: str
+
+
+def _script(source: str) -> Script:
+    return Script(source, hashlib.sha1(source.encode()).hexdigest())  # noqa: S324 (Redis' id)
+
+
+# ARGV: the loaded version (8 bytes), the new value, its ttl (ms; <= 0 deletes).
+UPDATE = _script("""
+if redis.call('GETRANGE', KEYS[1], 0, 7) ~= ARGV[1] then return false end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+""")
+
+# ARGV: the saved version (8 bytes), "indexed until" set to 0 (8 bytes).
+FORGET_INDEX = _script(f"""
+if redis.call('GETRANGE', KEYS[1], 0, 7) == ARGV[1] then
+  redis.call('SETRANGE', KEYS[1], {INDEXED_AT}, ARGV[2])
+end
+return 1
+""")
+
+# ARGV: session id, score (ms), now (ms). Scores only grow; the set lives as long as its top.
+# (PTTL of a key without expiry is -1: the first write sets it.)
+INDEX = _script("""
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not old or tonumber(old) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local ttl = tonumber(ARGV[2]) - tonumber(ARGV[3])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+""")
+
+
+class Version(NamedTuple):
+    """What a load tells the next save: the counter, index coverage and creation time."""
+
+    number: int
+    indexed_until: int
+    created: int
+
+
+class _Call(NamedTuple):
+    """A command of a save: ``script`` by its SHA on ``key``, or the plain command ``args``."""
+
+    script: Script | None
+    key: str
+    args: tuple[Any, ...]
+
+    @property
+    def command(self) -> tuple[Any, ...]:
+        if self.script is None:
+            return self.args
+        return ("EVALSHA", self.script.sha, 1, self.key, *self.args)
+
+
+def _ms(value: datetime.datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _datetime(ms: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisStorage(Storage):
+    """Session records in Redis strings; see the module docstring for the keys."""
+
+    def __init__(self, spec: ConnectionSpec, prefix: str) -> None:
+        self.spec = spec
+        self.prefix = prefix
+        self._sessions = prefix + "s:{"
+        self._users = prefix + "u:{"
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._local = threading.local()
+        self._async_clients: dict[asyncio.AbstractEventLoop, tuple[Any, AsyncIterator[None]]] = {}
+        self._errors = import_redis().exceptions
+
+    @classmethod
+    def from_settings(cls) -> RedisStorage:
+        return cls(spec_from_settings(app_settings.REDIS), app_settings.KEY_PREFIX)
+
+    # Keys and records
+
+    def session_key(self, key: str) -> str:
+        return f"{self._sessions}{key}}}"
+
+    def user_key(self, user_id: str) -> str:
+        return f"{self._users}{user_id}}}"
+
+    @staticmethod
+    def _record(key: str, value: bytes | None, now: int, listing: bool = False) -> Record | None:
+        """The record in ``value``; its creation and update times only for ``listing``."""
+        if value is None or len(value) < HEADER.size:
+            return None
+        version, expires, indexed, created, updated, user_size = HEADER.unpack_from(value)
+        if expires <= now:
+            return None
+        start = HEADER.size if user_size == NO_USER else HEADER.size + user_size
+        return Record(
+            key=key,
+            data=value[start:],
+            expires=_datetime(expires),
+            user_id=None if user_size == NO_USER else value[HEADER.size : start].decode(),
+            version=Version(version, indexed, created),
+            created=_datetime(created) if listing else None,
+            updated=_datetime(updated) if listing else None,
+        )
+
+    def _save_calls(self, record: Record, loaded: Record | None) -> tuple[list[_Call], Version]:
+        """The commands that save ``record`` (the index first), and its new version."""
+        now = _now_ms()
+        expires = _ms(record.expires)
+        user = record.user_id
+        if loaded is None:
+            version, indexed, created = 1, 0, now
+        else:
+            version, indexed, created = loaded.version
+            version += 1
+            if loaded.user_id != user:
+                indexed = 0
+        calls = []
+        if user is not None and expires > now and expires > indexed:
+            # Cover twice the remaining lifetime: a session saved on every request needs a new
+            # index entry about once per lifetime, not once per save.
+            indexed = 2 * expires - now
+            calls.append(_Call(INDEX, self.user_key(user), (record.key, indexed, now)))
+        user_bytes = b"" if user is None else user.encode()
+        value = (
+            HEADER.pack(
+                version,
+                expires,
+                indexed,
+                created,
+                now,
+                NO_USER if user is None else len(user_bytes),
+            )
+            + user_bytes
+            + record.data
+        )
+        key = self.session_key(record.key)
+        ttl = expires - now
+        if loaded is None:
+            calls.append(_Call(None, key, ("SET", key, value, "NX", "PX", max(ttl, 1))))
+        else:
+            expected = VERSION.pack(loaded.version.number)
+            calls.append(_Call(UPDATE, key, (expected, value, ttl)))
+        return calls, Version(version, indexed, created)
+
+    def _failures(
+        self, results: list[Any], calls: list[_Call], version: Version
+    ) -> tuple[Exception | None, _Call | None]:
+        """The error of a save, if any, and the repair to run when only its index write failed.
+
+        On Redis Cluster the index may sit on a failing shard while the session's shard took
+        the save: the session then must not claim an index entry, so the next save writes it.
+        """
+        saved = results[-1]
+        if isinstance(saved, Exception):
+            return saved, None
+        if len(results) > 1 and isinstance(results[0], Exception):
+            if not saved:
+                return results[0], None
+            args = (VERSION.pack(version.number), struct.pack(">q", 0))
+            return results[0], _Call(FORGET_INDEX, calls[-1].key, args)
+        return None, None
+
+    def _is_noscript(self, result: Any) -> bool:
+        return isinstance(result, self._errors.NoScriptError)
+
+    # Sync API
+
+    @property
+    def client(self) -> Any:
+        """The process's client, on a pool shared by all threads."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self.spec.sync_client()
+        return self._client
+
+    @property
+    def thread_client(self) -> Any:
+        """This thread's client, for single commands: it keeps one connection of the pool.
+
+        The connection returns to the pool when the thread ends (the client is collected), and
+        a process forked with it makes its own.
+        """
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.client = self.spec.thread_client(self.client)
+            local.pid = os.getpid()
+        return local.client
+
+    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send commands in one round trip on this thread's connection; errors are results.
+
+        This skips redis-py's per-command machinery (about a third of a command's cost). A
+        connection or timeout error hands the commands to the shared client, which reconnects
+        and retries with backoff as configured; anything else unexpected drops the connection,
+        so that a half-read reply never reaches the next command.
+        """
+        client = self.thread_client
+        connection = getattr(client, "connection", None)
+        if connection is not None:
+            try:
+                connection.send_packed_command(connection.pack_commands(commands))
+                return [self._reply(connection) for _ in commands]
+            except (self._errors.ConnectionError, self._errors.TimeoutError):
+                connection.disconnect()
+            except BaseException:
+                connection.disconnect()
+                raise
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+
+    def _reply(self, connection: Any) -> Any:
+        try:
+            return connection.read_response()
+        except self._errors.ResponseError as error:
+            return error
+
+    def _command(self, *args: Any) -> Any:
+        result = self._send([args])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _run(self, calls: list[_Call]) -> list[Any]:
+        """Run the calls in one round trip; load a script again if the server lost it."""
+        results = self._send([call.command for call in calls])
+        lost = [i for i, result in enumerate(results) if self._is_noscript(result)]
+        if lost:
+            for script in {calls[i].script for i in lost}:
+                self.client.script_load(script.source)  # type: ignore[union-attr]
+            retried = self._send([calls[i].command for i in lost])
+            for i, result in zip(lost, retried, strict=True):
+                results[i] = result
+        return results
+
+    def load(self, key: str) -> Record | None:
+        value = self._command("GET", self.session_key(key))
+        return self._record(key, value, _now_ms())
+
+    def _save(self, record: Record, loaded: Record | None) -> Version | None:
+        calls, version = self._save_calls(record, loaded)
+        results = self._run(calls)
+        error, repair = self._failures(results, calls, version)
+        if repair is not None:
+            with contextlib.suppress(self._errors.RedisError):
+                self._run([repair])
+        if error is not None:
+            raise error
+        return version if results[-1] else None
+
+    def create(self, record: Record) -> Version | None:
+        return self._save(record, None)
+
+    def update(self, record: Record, loaded: Record) -> Version | None:
+        return self._save(record, loaded)
+
+    def delete(self, key: str) -> None:
+        self._command("DEL", self.session_key(key))
+
+    def _load_many(self, ids: Sequence[str]) -> list[Record]:
+        records = []
+        for start in range(0, len(ids), BATCH):
+            batch = ids[start : start + BATCH]
+            pipe = self.client.pipeline(transaction=False)
+            for key in batch:
+                pipe.execute_command("GET", self.session_key(key))
+            now = _now_ms()
+            for key, value in zip(batch, pipe.execute(), strict=True):
+                record = self._record(key, value, now, listing=True)
+                if record is not None:
+                    records.append(record)
+        return records
+
+    def clear_expired(self) -> int:
+        """Data keys expire by themselves: prune the user indexes, and count what was pruned."""
+        pruned = 0
+        keys = self.client.scan_iter(match=_glob_escape(self._users) + "*", count=SCAN_COUNT)
+        for batch in _batches(keys):
+            pipe = self.client.pipeline(transaction=False)
+            now = _now_ms()
+            for key in batch:
+                pipe.zremrangebyscore(key, "-inf", now)
+            pruned += sum(pipe.execute())
+        return pruned
+
+    def user_records(self, user_id: str) -> list[Record]:
+        ids = self.client.zrangebyscore(self.user_key(user_id), f"({_now_ms()}", "+inf")
+        records = self._load_many(sorted(i.decode() for i in ids))
+        return [record for record in records if record.user_id == user_id]
+
+    def page(self, cursor: str | None = None, limit: int = 100) -> Page:
+        """Redis keeps no order: each page scans the sessions (SCAN, so never blocking Redis)."""
+        records: list[Record] = []
+        while len(records) < limit:
+            wanted = limit - len(records)
+            ids = _smallest(self._scan_ids(), cursor, wanted)
+            records.extend(self._load_many(ids))
+            if len(ids) < wanted:
+                break
+            cursor = ids[-1]
+        return Page(records, records[-1].key if len(records) == limit else None)
+
+    def _scan_ids(self) -> Iterable[list[str]]:
+        start = len(self._sessions)
+        keys = self.client.scan_iter(match=_glob_escape(self._sessions) + "*", count=SCAN_COUNT)
+        for batch in _batches(keys):
+            yield [key.decode()[start:-1] for key in batch]
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        self._local = threading.local()
+        self._async_clients = {}  # each is closed by its loop (see _close_on_shutdown)
+        if client is not None:
+            pool = getattr(client, "connection_pool", None)
+            client.close() if pool is None else pool.disconnect()
+
+    # Async API: a client per running event loop, closed when the loop shuts down
+
+    async def aclient(self) -> Any:
+        loop = asyncio.get_running_loop()
+        entry = self._async_clients.get(loop)
+        if entry is not None:
+            return entry[0]
+        for old in [old for old in self._async_clients if old.is_closed()]:
+            del self._async_clients[old]
+        client = self.spec.async_client()
+        closer = _close_on_shutdown(client)
+        await closer.__anext__()
+        self._async_clients[loop] = (client, closer)
+        return client
+
+    async def _arun(self, calls: list[_Call]) -> list[Any]:
+        client = await self.aclient()
+        pipe = client.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command(*call.command)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        lost = [i for i, result in enumerate(results) if self._is_noscript(result)]
+        if lost:
+            for script in {calls[i].script for i in lost}:
+                await client.script_load(script.source)  # type: ignore[union-attr]
+            pipe = client.pipeline(transaction=False)
+            for i in lost:
+                pipe.execute_command(*calls[i].command)
+            retried = await pipe.execute(raise_on_error=False)
+            for i, result in zip(lost, retried, strict=True):
+                results[i] = result
+        return results
+
+    async def aload(self, key: str) -> Record | None:
+        client = await self.aclient()
+        value = await client.execute_command("GET", self.session_key(key))
+        return self._record(key, value, _now_ms())
+
+    async def _asave(self, record: Record, loaded: Record | None) -> Version | None:
+        calls, version = self._save_calls(record, loaded)
+        results = await self._arun(calls)
+        error, repair = self._failures(results, calls, version)
+        if repair is not None:
+            with contextlib.suppress(self._errors.RedisError):
+                await self._arun([repair])
+        if error is not None:
+            raise error
+        return version if results[-1] else None
+
+    async def acreate(self, record: Record) -> Version | None:
+        return await self._asave(record, None)
+
+    async def aupdate(self, record: Record, loaded: Record) -> Version | None:
+        return await self._asave(record, loaded)
+
+    async def adelete(self, key: str) -> None:
+        await (await self.aclient()).execute_command("DEL", self.session_key(key))
+
+    async def _aload_many(self, ids: Sequence[str]) -> list[Record]:
+        client = await self.aclient()
+        records = []
+        for start in range(0, len(ids), BATCH):
+            batch = ids[start : start + BATCH]
+            pipe = client.pipeline(transaction=False)
+            for key in batch:
+                pipe.execute_command("GET", self.session_key(key))
+            now = _now_ms()
+            for key, value in zip(batch, await pipe.execute(), strict=True):
+                record = self._record(key, value, now, listing=True)
+                if record is not None:
+                    records.append(record)
+        return records
+
+    async def aclear_expired(self) -> int:
+        client = await self.aclient()
+        pruned = 0
+        batch: list[Any] = []
+        keys = client.scan_iter(match=_glob_escape(self._users) + "*", count=SCAN_COUNT)
+        async for key in keys:
+            batch.append(key)
+            if len(batch) >= BATCH:
+                pruned += await self._aprune(client, batch)
+                batch = []
+        if batch:
+            pruned += await self._aprune(client, batch)
+        return pruned
+
+    @staticmethod
+    async def _aprune(client: Any, keys: list[Any]) -> int:
+        pipe = client.pipeline(transaction=False)
+        now = _now_ms()
+        for key in keys:
+            pipe.zremrangebyscore(key, "-inf", now)
+        return sum(await pipe.execute())
+
+    async def auser_records(self, user_id: str) -> list[Record]:
+        client = await self.aclient()
+        ids = await client.zrangebyscore(self.user_key(user_id), f"({_now_ms()}", "+inf")
+        records = await self._aload_many(sorted(i.decode() for i in ids))
+        return [record for record in records if record.user_id == user_id]
+
+    async def apage(self, cursor: str | None = None, limit: int = 100) -> Page:
+        records: list[Record] = []
+        while len(records) < limit:
+            wanted = limit - len(records)
+            ids = _smallest([batch async for batch in self._ascan_ids()], cursor, wanted)
+            records.extend(await self._aload_many(ids))
+            if len(ids) < wanted:
+                break
+            cursor = ids[-1]
+        return Page(records, records[-1].key if len(records) == limit else None)
+
+    async def _ascan_ids(self) -> AsyncIterator[list[str]]:
+        client = await self.aclient()
+        start = len(self._sessions)
+        batch: list[str] = []
+        pattern = _glob_escape(self._sessions) + "*"
+        async for key in client.scan_iter(match=pattern, count=SCAN_COUNT):
+            batch.append(key.decode()[start:-1])
+            if len(batch) >= BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def _batches(items: Iterable[Any], size: int = BATCH) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _smallest(batches: Iterable[list[str]], after: str | None, count: int) -> list[str]:
+    """The ``count`` smallest ids greater than ``after``, in order, keeping only that many."""
+    best: list[str] = []
+    for batch in batches:
+        fresh = batch if after is None else [i for i in batch if i > after]
+        best = heapq.nsmallest(count, set(best).union(fresh))  # SCAN may repeat a key
+    return best
+
+
+async def _close_on_shutdown(client: Any) -> AsyncIterator[None]:
+    # An async generator left suspended is closed by the loop's shutdown_asyncgens(), which
+    # asyncio.run() and asgiref's async_to_sync() call: the client's connections are then
+    # closed on their own loop instead of leaking once the loop is gone.
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+class SessionStore(StoreSession):
+    """Sessions in Redis (see ``AZURE_SESSIONS["REDIS"]``)."""
+
+    storage_class = RedisStorage

@@ -1,0 +1,947 @@
+"""The Redis engine: what the contract suite does not cover, against real Redis servers.
+
+The machine's shared server (``settings.REDIS_URL``) is used under unique prefixes and never
+flushed; the tests that kill, fail over, flush scripts or need ACLs start their own servers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from asgiref.sync import async_to_sync
+from django.contrib.sessions.backends.cache import SessionStore as DjangoCacheStore
+from django.core.checks import run_checks
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.test import Client, override_settings
+from django.urls import path
+
+from django_azure_sessions import checks
+from django_azure_sessions.backends.redis import (
+    INDEX,
+    UPDATE,
+    RedisStorage,
+    SessionStore,
+)
+from django_azure_sessions.backends.redis_connection import (
+    BACKOFF_BASE,
+    BACKOFF_CAP,
+    check_redis,
+    spec_from_settings,
+)
+from django_azure_sessions.conf import RedisSettings, app_settings
+from django_azure_sessions.core import keys
+from django_azure_sessions.core.session import USER_ID_KEY
+from django_azure_sessions.core.storage import Record, utcnow
+
+from .fixtures.engines import configured
+from .fixtures.redis import RedisServer, delete_prefix, wait_until
+
+THREADS = 16
+KEYS_PER_THREAD = 10
+ENGINE = "django_azure_sessions.backends.redis"
+
+
+@contextlib.contextmanager
+def redis_on(**redis_settings: Any) -> Iterator[type[SessionStore]]:
+    """The engine configured with ``AZURE_SESSIONS["REDIS"] = redis_settings``."""
+    yield from configured("redis", {"REDIS": redis_settings})
+
+
+def storage() -> RedisStorage:
+    return SessionStore.get_storage()  # type: ignore[return-value]
+
+
+def saved(**data: Any) -> SessionStore:
+    session = SessionStore()
+    session.update(data)
+    session.save()
+    return session
+
+
+def record(key: str, *, expires_in: float = 3600, user_id: str | None = None) -> Record:
+    now = utcnow()
+    return Record(
+        key=key,
+        data=b"x",
+        expires=now + datetime.timedelta(seconds=expires_in),
+        user_id=user_id,
+        updated=now,
+    )
+
+
+class CommandCounter:
+    """Counts the commands a server ran (INFO commandstats), scripts' inner commands included."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.admin = server.client()
+        self.before = self.calls()
+
+    def calls(self) -> dict[str, int]:
+        stats = self.admin.info("commandstats")
+        return {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
+
+    def since(self) -> dict[str, int]:
+        after = self.calls()
+        changed = {name: n - self.before.get(name, 0) for name, n in after.items()}
+        self.before = self.calls()
+        return {name: n for name, n in changed.items() if n and name != "info"}
+
+
+def warm_up() -> None:
+    """Load the scripts and open this thread's connection."""
+    session = saved(**{USER_ID_KEY: "warm-up"})
+    session["a"] = 1
+    session.save()
+
+
+@pytest.fixture
+def own(redis_server: RedisServer) -> Iterator[type[SessionStore]]:
+    """The engine on a redis-server of this test alone."""
+    with redis_on(URL=redis_server.url) as store:
+        yield store
+
+
+# Settings and system checks
+
+
+def _messages(redis_section: dict[str, Any], **extra: Any) -> list[str]:
+    with override_settings(
+        SESSION_ENGINE=ENGINE, AZURE_SESSIONS={"REDIS": redis_section, **extra}
+    ):
+        return sorted(message.id for message in run_checks() if "azure" in str(message.id))
+
+
+class TestChecks:
+    def test_checks_are_bound_to_the_redis_section(self) -> None:
+        assert checks.SECTION_CHECKS["REDIS"] is check_redis
+        assert _messages({"URL": "ftp://nowhere"}) == ["django_azure_sessions.E022"]
+
+    def test_checks_run_only_for_the_redis_engine(self) -> None:
+        with override_settings(
+            SESSION_ENGINE="django_azure_sessions.backends.sql",
+            AZURE_SESSIONS={"REDIS": {"URL": "ftp://nowhere"}},
+        ):
+            assert not [m for m in run_checks() if m.id == "django_azure_sessions.E022"]
+
+    @pytest.mark.parametrize(
+        "section",
+        [
+            {"URL": "redis://127.0.0.1:6379/0"},
+            {"URL": "rediss://:key@example.redis.cache.windows.net:6380/0"},
+            {"URL": "unix:///var/run/redis.sock?db=1"},
+            {"URL": "redis://127.0.0.1:7000", "CLUSTER": True},
+            {"SENTINELS": [("10.0.0.1", 26379)], "SENTINEL_SERVICE_NAME": "sessions"},
+            {"URL": "redis://127.0.0.1/0", "OPTIONS": {"max_connections": 20}, "RETRIES": 0},
+            {
+                "URL": "redis://h/0",
+                "CREDENTIAL_PROVIDER": f"{ENGINE}.entra_id_credential_provider",
+            },
+        ],
+    )
+    def test_valid_settings_pass(self, section: dict[str, Any]) -> None:
+        assert _messages(section) == []
+
+    @pytest.mark.parametrize(
+        ("section", "expected"),
+        [
+            ({}, "E021"),
+            ({"URL": "redis://a", "CACHE_ALIAS": "default"}, "E021"),
+            ({"URL": "http://example.com"}, "E022"),
+            ({"URL": 6379}, "E022"),
+            ({"URL": "redis://127.0.0.1/0?socket_timeout=soon"}, "E022"),
+            ({"CACHE_ALIAS": "nope"}, "E023"),
+            ({"CACHE_ALIAS": "default"}, "E024"),  # a LocMemCache
+            ({"URL": "redis://127.0.0.1/0", "OPTIONS": "socket_timeout=1"}, "E025"),
+            ({"URL": "redis://127.0.0.1/0", "OPTIONS": {"sokcet_timeout": 1}}, "E025"),
+            ({"URL": "redis://127.0.0.1/0", "CLUSTER": "yes"}, "E026"),
+            ({"URL": "unix:///tmp/redis.sock", "CLUSTER": True}, "E026"),
+            ({"CLUSTER": True, "SENTINELS": [("h", 26379)], "URL": "redis://h"}, "E026"),
+            ({"SENTINELS": ["10.0.0.1:26379"]}, "E027"),
+            ({"SENTINELS": [("10.0.0.1", 26379)], "SENTINEL_SERVICE_NAME": ""}, "E028"),
+            ({"SENTINELS": [("10.0.0.1", 26379)], "SENTINEL_OPTIONS": None}, "E029"),
+            ({"URL": "redis://a/0", "CREDENTIAL_PROVIDER": "no.such.module.provider"}, "E030"),
+            ({"URL": "redis://a/0", "CREDENTIAL_PROVIDER": "a token"}, "E030"),
+            ({"URL": "redis://a/0", "CREDENTIAL_PROVIDER": 42}, "E030"),
+            ({"URL": "redis://a/0", "RETRIES": -1}, "E031"),
+            ({"URL": "redis://a/0", "RETRIES": 11}, "E031"),
+            ({"URL": "redis://a/0", "RETRIES": True}, "E031"),
+        ],
+    )
+    def test_wrong_values_are_errors(self, section: dict[str, Any], expected: str) -> None:
+        assert _messages(section) == [f"django_azure_sessions.{expected}"]
+
+    def test_braces_in_key_prefix_are_an_error(self) -> None:
+        messages = _messages({"URL": "redis://a/0"}, KEY_PREFIX="{shop}:")
+        assert messages == ["django_azure_sessions.E033"]
+
+    def test_sharded_django_redis_cache_is_refused(self) -> None:
+        caches = {
+            "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+            "sharded": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": ["redis://a:6379/0", "redis://b:6379/0"],
+                "OPTIONS": {"CLIENT_CLASS": "django_redis.client.ShardClient"},
+            },
+        }
+        with override_settings(CACHES=caches):
+            assert _messages({"CACHE_ALIAS": "sharded"}) == ["django_azure_sessions.E024"]
+
+    @pytest.mark.parametrize(
+        ("section", "expected"),
+        [
+            (
+                {"URL": "rediss://h:6380/0", "OPTIONS": {"ssl_cert_reqs": "none"}},
+                "W020",
+            ),
+            (
+                {"URL": "rediss://h:6380/0", "OPTIONS": {"ssl_check_hostname": False}},
+                "W020",
+            ),
+            ({"URL": "redis://:k@example.redis.cache.windows.net:6379/0"}, "W021"),
+            ({"URL": "redis://:k@example.westeurope.redis.azure.net:10000"}, "W021"),
+            ({"URL": "redis://h/0", "OPTIONS": {"health_check_interval": 0}}, "W022"),
+            ({"URL": "redis://h/0", "OPTIONS": {"health_check_interval": 600}}, "W022"),
+        ],
+    )
+    def test_risky_values_are_warnings(self, section: dict[str, Any], expected: str) -> None:
+        assert _messages(section) == [f"django_azure_sessions.{expected}"]
+
+    def test_module_imports_without_redis_py_and_says_what_to_install(self) -> None:
+        script = (
+            "import sys, django\n"
+            "sys.modules['redis'] = None\n"  # makes `import redis` fail, like a missing package
+            "django.setup()\n"
+            "from django.test.utils import override_settings\n"
+            "from django.core.checks import run_checks\n"
+            f"import {ENGINE} as engine\n"
+            "with override_settings(SESSION_ENGINE='" + ENGINE + "',\n"
+            "        AZURE_SESSIONS={'REDIS': {'URL': 'redis://127.0.0.1/0'}}):\n"
+            "    print(sorted(m.id for m in run_checks() if 'azure' in str(m.id)))\n"
+            "    try:\n"
+            "        engine.SessionStore().save()\n"
+            "    except ImportError as exc:\n"
+            "        print(exc)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+            cwd=Path(__file__).parent.parent,
+            check=True,
+        )
+        assert result.stdout.splitlines() == [
+            "['django_azure_sessions.E032']",
+            "The Redis session engine needs redis-py: pip install 'django-azure-sessions[redis]'",
+        ]
+
+
+class TestConnectionDefaults:
+    def test_azure_fit_defaults_for_tls(self) -> None:
+        spec = spec_from_settings(RedisSettings(URL="rediss://:k@h.redis.cache.windows.net:6380"))
+        kwargs = spec.kwargs(asynchronous=False)
+        assert kwargs["ssl_cert_reqs"] == "required"
+        assert kwargs["ssl_check_hostname"] is True
+        assert 0 < kwargs["health_check_interval"] < 600
+        assert kwargs["socket_connect_timeout"] == kwargs["socket_timeout"] == 5
+        assert kwargs["socket_keepalive"] is True
+        retry = kwargs["retry"]
+        assert retry.get_retries() == 3
+        assert set(kwargs["retry_on_error"]) == {redis.ConnectionError, redis.TimeoutError}
+
+    def test_backoff_is_bounded(self) -> None:
+        spec = spec_from_settings(RedisSettings(URL="redis://h/0", RETRIES=10))
+        backoff = spec.kwargs(asynchronous=False)["retry"]._backoff
+        waits = [backoff.compute(failures) for failures in range(1, 11)]
+        assert all(0 < wait <= BACKOFF_CAP for wait in waits)
+        assert waits[0] <= BACKOFF_BASE * 2
+
+    def test_options_override_defaults_and_unix_sockets_get_no_tcp_options(self) -> None:
+        spec = spec_from_settings(
+            RedisSettings(URL="unix:///tmp/r.sock", OPTIONS={"socket_timeout": 0.5})
+        )
+        kwargs = spec.kwargs(asynchronous=True)
+        assert kwargs["socket_timeout"] == 0.5
+        assert "socket_connect_timeout" not in kwargs
+        assert "ssl_cert_reqs" not in kwargs
+        assert isinstance(kwargs["retry"], redis.asyncio.retry.Retry)
+
+    def test_settings_repr_hides_the_access_key(self) -> None:
+        with override_settings(
+            AZURE_SESSIONS={
+                "REDIS": {"URL": "rediss://:s3cr3t@h:6380", "OPTIONS": {"password": "p"}}
+            }
+        ):
+            assert "s3cr3t" not in repr(app_settings.REDIS)
+            assert "s3cr3t" not in repr(spec_from_settings(app_settings.REDIS))
+
+
+# Keys, round trips, expiry, the user index
+
+
+class TestStorage:
+    def test_one_command_to_load_and_one_to_save(
+        self, own: type[SessionStore], redis_server: RedisServer
+    ) -> None:
+        warm_up()
+        session = saved(a=1)
+        counter = CommandCounter(redis_server)
+        loaded = SessionStore(session.session_key)
+        loaded["a"] = 2
+        assert counter.since() == {"get": 1}
+        loaded.save()
+        # One EVALSHA; GETRANGE (the version check) and SET run inside it, on the server.
+        assert counter.since() == {"evalsha": 1, "getrange": 1, "set": 1}
+
+    def test_a_signed_in_save_writes_the_index_in_the_same_round_trip(
+        self, own: type[SessionStore], redis_server: RedisServer
+    ) -> None:
+        warm_up()
+        store = storage()
+        counter = CommandCounter(redis_server)
+        session = saved(**{USER_ID_KEY: "7"})
+        created = counter.since()
+        assert created.pop("evalsha") == 1  # the index script, in the same pipeline as:
+        assert created.pop("set") == 1  # the session, SET NX
+        assert set(created) <= {"zscore", "zadd", "zremrangebyscore", "pttl", "pexpire"}
+        assert [r.key for r in store.user_records("7")] == [keys.storage_id(session.session_key)]
+        counter.since()
+        # Saved again within the index's cover: the update alone, no index write.
+        session["b"] = 2
+        session.save()
+        assert counter.since() == {"evalsha": 1, "getrange": 1, "set": 1}
+
+    def test_ttl_follows_the_session_expiry(self, redis_engine: type[SessionStore]) -> None:
+        session = SessionStore()
+        session.set_expiry(300)
+        session["a"] = 1
+        session.save()
+        store = storage()
+        key = store.session_key(keys.storage_id(session.session_key))
+        assert 295_000 < store.client.pttl(key) <= 300_000
+        session.set_expiry(-1)
+        session.save()
+        assert store.client.exists(key) == 0
+
+    def test_keys_carry_the_prefix_and_a_hash_tag(self, redis_engine: type[SessionStore]) -> None:
+        session = saved(**{USER_ID_KEY: "42"})
+        prefix = app_settings.KEY_PREFIX
+        store = storage()
+        found = sorted(k.decode() for k in store.client.scan_iter(match=prefix + "*"))
+        assert found == [
+            f"{prefix}s:{{{keys.storage_id(session.session_key)}}}",
+            f"{prefix}u:{{42}}",
+        ]
+
+    def test_create_is_set_if_absent(self, redis_engine: type[SessionStore]) -> None:
+        store = storage()
+        assert store.create(record("k" * 64)) is not None
+        assert store.create(record("k" * 64)) is None
+
+    def test_update_is_conditional_on_the_version(self, redis_engine: type[SessionStore]) -> None:
+        store = storage()
+        store.create(record("v" * 64))
+        loaded = store.load("v" * 64)
+        assert loaded is not None
+        assert store.update(record("v" * 64), loaded) is not None
+        assert store.update(record("v" * 64), loaded) is None  # stale version
+        assert store.update(record("w" * 64), loaded) is None  # absent
+
+    def test_clear_expired_prunes_only_the_user_index(
+        self, redis_engine: type[SessionStore]
+    ) -> None:
+        store = storage()
+        store.create(record("a" * 64, expires_in=0.2, user_id="5"))
+        store.create(record("b" * 64, expires_in=3600, user_id="5"))
+        user_key = store.user_key("5")
+        assert store.client.zcard(user_key) == 2
+        time.sleep(0.25)
+        # The index covered twice the remaining lifetime: nothing to prune yet.
+        assert store.clear_expired() == 0
+        time.sleep(0.25)
+        assert store.clear_expired() == 1
+        assert async_to_sync(store.aclear_expired)() == 0
+        assert [m.decode() for m in store.client.zrange(user_key, 0, -1)] == ["b" * 64]
+        assert [r.key for r in store.user_records("5")] == ["b" * 64]
+        assert 0 < store.client.pttl(user_key) <= 2 * 3600 * 1000
+
+    def test_user_records_ignore_stale_entries(self, redis_engine: type[SessionStore]) -> None:
+        store = storage()
+        first = saved(**{USER_ID_KEY: "9"})
+        second = saved(**{USER_ID_KEY: "9"})
+        second[USER_ID_KEY] = "10"
+        second.save()
+        first.delete()
+        assert store.client.zcard(store.user_key("9")) == 2  # both stale, pruned by score later
+        assert store.user_records("9") == []
+        assert async_to_sync(store.auser_records)("9") == []
+        assert [r.key for r in store.user_records("10")] == [keys.storage_id(second.session_key)]
+
+    def test_page_walks_every_session_in_key_order(self, redis_engine: type[SessionStore]) -> None:
+        store = storage()
+        made = sorted(keys.storage_id(saved(n=n).session_key) for n in range(7))
+        for lister in (store.page, async_to_sync(store.apage)):
+            seen, cursor = [], None
+            while True:
+                page = lister(cursor, 3)
+                seen += [r.key for r in page.records]
+                assert all(r.created is not None and r.updated is not None for r in page.records)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert seen == made
+
+    def test_index_failure_makes_the_next_save_rewrite_it(
+        self, redis_engine: type[SessionStore]
+    ) -> None:
+        """If the index write fails but the save succeeds, the session must not claim an index."""
+        store = storage()
+        session = saved(a=1)
+        store.client.set(store.user_key("77"), "not a sorted set")  # WRONGTYPE for the index
+        session[USER_ID_KEY] = "77"
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            session.save()
+        stored = store.load(keys.storage_id(session.session_key))
+        assert stored is not None
+        assert stored.user_id == "77"
+        assert stored.version.indexed_until == 0
+        store.client.delete(store.user_key("77"))
+        fresh = SessionStore(session.session_key)
+        fresh["b"] = 2
+        fresh.save()
+        assert [r.key for r in store.user_records("77")] == [stored.key]
+
+
+# Scripts: loaded once, called by SHA, recovered after SCRIPT FLUSH
+
+
+class TestScripts:
+    def test_noscript_after_script_flush_is_recovered(
+        self, own: type[SessionStore], redis_server: RedisServer
+    ) -> None:
+        session = saved(**{USER_ID_KEY: "3"})
+        session["a"] = 1
+        session.save()
+        with redis_server.client() as admin:
+            assert admin.script_exists(UPDATE.sha, INDEX.sha) == [True, True]
+            admin.script_flush()
+            assert admin.script_exists(UPDATE.sha, INDEX.sha) == [False, False]
+            session["a"] = 2
+            session.save()  # one script, alone
+            assert admin.script_exists(UPDATE.sha, INDEX.sha) == [True, False]
+            other = saved(**{USER_ID_KEY: "3"})  # the index script (lost) with SET NX
+            assert admin.script_exists(INDEX.sha) == [True]
+            admin.script_flush()
+            other[USER_ID_KEY] = "4"
+            other.save()  # the index and update scripts in one round trip, both lost
+            assert admin.script_exists(UPDATE.sha, INDEX.sha) == [True, True]
+            admin.script_flush()
+            session["a"] = 3
+            async_to_sync(session.asave)()
+        assert SessionStore(session.session_key)["a"] == 3
+        assert {r.key for r in storage().user_records("4")} == {keys.storage_id(other.session_key)}
+
+
+# Connections: one pool per process and configuration; async clients per event loop
+
+
+class TestConnections:
+    def test_one_storage_and_pool_per_configuration(self, redis_engine: type[Any]) -> None:
+        store = storage()
+        assert SessionStore.get_storage() is store
+        saved(a=1)
+        client = store.client
+        pool = client.connection_pool
+        results: list[Any] = []
+        worker = threading.Thread(target=lambda: results.append(storage().thread_client))
+        worker.start()
+        worker.join()
+        assert results[0].connection_pool is pool
+        assert results[0] is not store.thread_client
+        with override_settings(AZURE_SESSIONS={"REDIS": {"URL": "redis://127.0.0.1:1/0"}}):
+            assert SessionStore.get_storage() is not store
+
+    def test_async_clients_follow_the_event_loop_and_close_with_it(
+        self, own: type[SessionStore], redis_server: RedisServer
+    ) -> None:
+        key = saved(a=1).session_key
+
+        async def load() -> Any:
+            return await SessionStore(key).aload()
+
+        def connections() -> int:
+            with redis_server.client() as admin:
+                return len(admin.client_list()) - 1  # less the admin's own
+
+        baseline = connections()
+        for _ in range(5):  # each call runs in a new event loop, closed after it
+            assert async_to_sync(load)() == {"a": 1}
+        wait_until(lambda: connections() == baseline, what="async connections to close")
+        assert len(storage()._async_clients) == 1  # the closed loops were forgotten
+
+    def test_a_forked_process_makes_its_own_connection(self, own: type[SessionStore]) -> None:
+        session = saved(a=1)
+        assert SessionStore(session.session_key)["a"] == 1  # this thread holds a connection
+        with warnings.catch_warnings():  # Python 3.12 warns of fork() with threads around
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child reports through its exit code)
+            code = 1
+            try:
+                child = SessionStore(session.session_key)
+                child["b"] = 2
+                child.save()
+                code = 0 if SessionStore(session.session_key)["a"] == 1 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert dict(SessionStore(session.session_key).items()) == {"a": 1, "b": 2}
+
+
+# A store outage is an error, never "no session"
+
+
+class TestOutage:
+    def test_unreachable_store_raises_within_bounded_retries(
+        self, redis_server: RedisServer
+    ) -> None:
+        with redis_on(URL=redis_server.url, RETRIES=3):
+            key = saved(a=1).session_key
+            redis_server.kill()
+            for attempt in (
+                lambda: SessionStore(key).load(),
+                lambda: SessionStore(key).exists(key),
+                lambda: async_to_sync(SessionStore(key).aload)(),
+                lambda: saved(b=1),
+            ):
+                started = time.monotonic()
+                with pytest.raises(redis.ConnectionError):
+                    attempt()
+                assert time.monotonic() - started < 3 * BACKOFF_CAP + 1
+
+
+# Killing redis-server mid-request, through Django's SessionMiddleware
+
+KILL: list[Callable[[], None]] = []
+
+
+def login_view(request: HttpRequest) -> HttpResponse:
+    request.session[USER_ID_KEY] = "7"
+    request.session["cart"] = ["apple"]
+    return JsonResponse(dict(request.session.items()))
+
+
+def add_view(request: HttpRequest) -> HttpResponse:
+    cart = request.session["cart"]
+    request.session["cart"] = [*cart, request.GET["item"]]
+    while KILL:  # the store dies after the session was read, before it is saved
+        KILL.pop()()
+    return JsonResponse(dict(request.session.items()))
+
+
+def cart_view(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(dict(request.session.items()))
+
+
+urlpatterns = [
+    path("login/", login_view),
+    path("add/", add_view),
+    path("cart/", cart_view),
+]
+
+
+@pytest.mark.urls(__name__)
+class TestServerKilledMidRequest:
+    def test_request_fails_clearly_and_the_next_one_works(
+        self, own: type[SessionStore], redis_server: RedisServer, settings: Any
+    ) -> None:
+        client = Client(raise_request_exception=False)
+        assert client.get("/login/").json() == {USER_ID_KEY: "7", "cart": ["apple"]}
+        cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+        KILL.append(redis_server.kill)
+
+        response = client.get("/add/", {"item": "pear"})
+
+        assert response.status_code == 500
+        assert settings.SESSION_COOKIE_NAME not in response.cookies  # nothing set or cleared
+        assert client.cookies[settings.SESSION_COOKIE_NAME].value == cookie
+        strict = Client()  # re-raises what the 500 was: the store's error, not "no session"
+        strict.cookies[settings.SESSION_COOKIE_NAME] = cookie
+        with pytest.raises(redis.ConnectionError):
+            strict.get("/cart/")
+
+        redis_server.start()
+        assert client.get("/cart/").json() == {USER_ID_KEY: "7", "cart": ["apple"]}
+        assert client.get("/add/", {"item": "plum"}).json()["cart"] == ["apple", "plum"]
+        assert client.cookies[settings.SESSION_COOKIE_NAME].value == cookie
+        assert [r.key for r in storage().user_records("7")] == [keys.storage_id(cookie)]
+
+    def test_store_down_before_the_session_is_read(
+        self, own: type[SessionStore], redis_server: RedisServer, settings: Any
+    ) -> None:
+        client = Client(raise_request_exception=False)
+        client.get("/login/")
+        cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+        redis_server.kill()
+        response = client.get("/cart/")
+        assert response.status_code == 500
+        assert settings.SESSION_COOKIE_NAME not in response.cookies
+        redis_server.start()
+        assert client.get("/cart/").json() == {USER_ID_KEY: "7", "cart": ["apple"]}
+        assert client.cookies[settings.SESSION_COOKIE_NAME].value == cookie
+
+
+# No lost updates: 16 threads, 10 keys each, one session
+
+
+def _hammer(worker: Callable[[int], None]) -> list[BaseException]:
+    barrier = threading.Barrier(THREADS)
+    errors: list[BaseException] = []
+
+    def run(number: int) -> None:
+        try:
+            barrier.wait()
+            worker(number)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+class TestConcurrentWriters:
+    """16 threads each set 10 distinct keys in one session through separate SessionStores."""
+
+    def test_no_lost_updates(self, redis_engine: type[SessionStore]) -> None:
+        session = SessionStore()
+        session.create()
+        key = session.session_key
+
+        def worker(number: int) -> None:
+            for index in range(KEYS_PER_THREAD):
+                store = SessionStore(key)
+                store[f"t{number}-k{index}"] = index
+                store.save()
+
+        assert _hammer(worker) == []
+        assert len(SessionStore(key).load()) == THREADS * KEYS_PER_THREAD
+
+    def test_no_lost_updates_on_the_cluster(self, redis_cluster_engine: type[Any]) -> None:
+        self.test_no_lost_updates(redis_cluster_engine)
+
+    def test_djangos_cache_engine_loses_updates(self, settings: Any) -> None:
+        """Why the feature exists: the same work through Django's cache engine on django-redis."""
+        prefix = f"lost-{keys.new_key()[:8]}"
+        caches = {
+            **settings.CACHES,
+            "sessions": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": settings.REDIS_URL,
+                "KEY_PREFIX": prefix,
+            },
+        }
+        with override_settings(CACHES=caches, SESSION_CACHE_ALIAS="sessions"):
+            session = DjangoCacheStore()
+            session.create()
+            key = session.session_key
+
+            def worker(number: int) -> None:
+                for index in range(KEYS_PER_THREAD):
+                    store = DjangoCacheStore(key)
+                    store[f"t{number}-k{index}"] = index
+                    store.save()
+
+            try:
+                assert _hammer(worker) == []
+                final = DjangoCacheStore(key).load()
+                assert DjangoCacheStore().exists(key)
+                assert len(final) < THREADS * KEYS_PER_THREAD
+            finally:
+                with redis.Redis.from_url(settings.REDIS_URL) as client:
+                    delete_prefix(client, prefix)
+
+
+# CACHE_ALIAS: the connection settings of a django-redis cache, reused
+
+
+@pytest.fixture
+def password_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path, password="cache-pass").start()
+    yield server
+    server.stop()
+
+
+class TestCacheAlias:
+    def test_django_redis_cache_settings_are_reused(
+        self, password_server: RedisServer, settings: Any
+    ) -> None:
+        caches = {
+            **settings.CACHES,
+            "shared": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": f"redis://127.0.0.1:{password_server.port}/2",
+                "KEY_PREFIX": "cache",
+                "OPTIONS": {
+                    "PASSWORD": "cache-pass",
+                    "SOCKET_TIMEOUT": 2,
+                    "CONNECTION_POOL_KWARGS": {"max_connections": 7},
+                },
+            },
+        }
+        with override_settings(CACHES=caches), redis_on(CACHE_ALIAS="shared"):
+            assert _messages({"CACHE_ALIAS": "shared"}) == []
+            from django.core.cache import caches as django_caches
+
+            django_caches["shared"].set("k", "cached")
+            session = saved(a=1)
+            assert SessionStore(session.session_key)["a"] == 1
+            kwargs = storage().client.connection_pool.connection_kwargs
+            assert kwargs["password"] == "cache-pass"
+            assert kwargs["db"] == 2
+            assert kwargs["socket_timeout"] == 2
+            assert storage().client.connection_pool.max_connections == 7
+            assert django_caches["shared"].get("k") == "cached"
+            with password_server.client(password="cache-pass", db=2) as admin:
+                assert admin.exists(storage().session_key(keys.storage_id(session.session_key)))
+
+    def test_djangos_own_redis_cache_is_reused_too(
+        self, password_server: RedisServer, settings: Any
+    ) -> None:
+        caches = {
+            **settings.CACHES,
+            "builtin": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": f"redis://:cache-pass@127.0.0.1:{password_server.port}/1",
+                "OPTIONS": {"socket_timeout": 3},
+            },
+        }
+        with override_settings(CACHES=caches), redis_on(CACHE_ALIAS="builtin"):
+            session = saved(a=1)
+            assert SessionStore(session.session_key)["a"] == 1
+            assert storage().client.connection_pool.connection_kwargs["socket_timeout"] == 3
+
+    def test_django_redis_sentinel_cache_becomes_a_sentinel_connection(
+        self, settings: Any
+    ) -> None:
+        caches = {
+            **settings.CACHES,
+            "sentinel": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": "redis://sessions-master/3",
+                "OPTIONS": {
+                    "CLIENT_CLASS": "django_redis.client.SentinelClient",
+                    "SENTINELS": [("10.0.0.5", 26379)],
+                    "SENTINEL_KWARGS": {"password": "s"},
+                    "PASSWORD": "p",
+                },
+            },
+        }
+        with override_settings(CACHES=caches):
+            spec = spec_from_settings(RedisSettings(CACHE_ALIAS="sentinel"))
+        assert (spec.mode, spec.service_name, list(spec.sentinels)) == (
+            "sentinel",
+            "sessions-master",
+            [("10.0.0.5", 26379)],
+        )
+        kwargs = spec.kwargs(asynchronous=False)
+        assert (kwargs["db"], kwargs["password"]) == (3, "p")
+        assert "host" not in kwargs
+        assert spec.sentinel_options == {"password": "s"}
+
+
+# Sentinel: a failover to the replica loses no session
+
+
+@pytest.fixture
+def sentinel_group(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer, RedisServer]]:
+    master = RedisServer(tmp_path, "--repl-diskless-sync-delay", "0").start()
+    replica = RedisServer(tmp_path, "--replicaof", "127.0.0.1", str(master.port)).start()
+    sentinel = RedisServer(
+        tmp_path,
+        "--sentinel",
+        config=(
+            f"sentinel monitor sessions 127.0.0.1 {master.port} 1\n"
+            "sentinel down-after-milliseconds sessions 500\n"
+            "sentinel failover-timeout sessions 5000\n"
+        ),
+    ).start()
+    try:
+        wait_until(replica.replica_synced, what="the replica to sync")
+        yield master, replica, sentinel
+    finally:
+        for server in (sentinel, replica, master):
+            server.stop()
+
+
+class TestSentinel:
+    def test_failover_to_the_replica_loses_no_session(
+        self, sentinel_group: tuple[RedisServer, RedisServer, RedisServer]
+    ) -> None:
+        master, replica, sentinel = sentinel_group
+        with redis_on(SENTINELS=[("127.0.0.1", sentinel.port)], SENTINEL_SERVICE_NAME="sessions"):
+            session = saved(**{USER_ID_KEY: "8", "cart": ["apple"]})
+            session["cart"] = ["apple", "pear"]
+            session.save()
+            stored_key = storage().session_key(keys.storage_id(session.session_key))
+            with master.client() as admin:  # replication is asynchronous: let it catch up
+                assert admin.wait(1, 5000) == 1
+            with replica.client() as reader:
+                assert reader.exists(stored_key)
+
+            master.kill()
+            with redis.Redis(port=sentinel.port) as watcher:
+                wait_until(
+                    lambda: (
+                        watcher.sentinel_get_master_addr_by_name("sessions")[1] == replica.port
+                    ),
+                    timeout=30,
+                    what="the sentinel to promote the replica",
+                )
+
+            # Same process, same storage and pools: the sentinel's new master serves it.
+            after = SessionStore(session.session_key)
+            assert after["cart"] == ["apple", "pear"]
+            after["cart"] = [*after["cart"], "plum"]
+            after.save()  # the new master never saw the scripts: NOSCRIPT, recovered
+            assert async_to_sync(SessionStore(session.session_key).aload)()["cart"] == [
+                "apple",
+                "pear",
+                "plum",
+            ]
+            assert [r.key for r in storage().user_records("8")] == [
+                keys.storage_id(session.session_key)
+            ]
+
+
+# Redis Cluster: hash tags, slots, one key per command
+
+
+class TestCluster:
+    def test_sessions_spread_over_the_masters_by_their_id(
+        self, redis_cluster_engine: type[Any], redis_cluster: list[RedisServer]
+    ) -> None:
+        store = storage()
+        sessions = [saved(**{USER_ID_KEY: "21", "n": n}) for n in range(30)]
+        per_node = []
+        pattern = app_settings.KEY_PREFIX + "s:*"
+        for node in redis_cluster:
+            with node.client() as client:
+                per_node.append(sum(1 for _ in client.scan_iter(match=pattern, count=1000)))
+        assert sum(per_node) == 30
+        assert all(count > 0 for count in per_node)
+        with redis_cluster[0].client() as client:
+
+            def slot(key: str) -> int:
+                return int(client.execute_command("CLUSTER", "KEYSLOT", key))
+
+            for session in sessions[:5]:
+                stored_id = keys.storage_id(session.session_key)
+                assert slot(store.session_key(stored_id)) == slot(stored_id)
+            assert slot(store.user_key("21")) == slot("21")
+        # The user's index lives on one node, their sessions on all three.
+        assert {r.key for r in store.user_records("21")} == {
+            keys.storage_id(s.session_key) for s in sessions
+        }
+        assert len(store.page(None, 100).records) == 30
+
+    def test_every_command_touches_one_key(
+        self, redis_cluster_engine: type[Any], redis_cluster: list[RedisServer]
+    ) -> None:
+        """No CROSSSLOT is possible: each script declares exactly one key."""
+        session = saved(**{USER_ID_KEY: "31"})
+        session[USER_ID_KEY] = "32"  # index script on the user's slot, update on the session's
+        session.save()
+        async_to_sync(session.asave)()
+        store = storage()
+        assert [r.key for r in store.user_records("32")] == [keys.storage_id(session.session_key)]
+        for node in redis_cluster:
+            with node.client() as client:
+                assert "errorstat_CROSSSLOT" not in client.info("errorstats")
+
+
+# Microsoft Entra ID: the token is the password, renewed before it expires
+
+
+class FakeIdentityProvider:
+    """Stands in for Microsoft Entra ID, which cannot be reached from here.
+
+    Each token it issues is a fresh random password, valid for ``lifetime`` seconds, which it
+    also registers as a password of the ACL user ``oid`` on the test's own redis-server (what
+    Azure does when it trusts a token). The renewal logic under test is redis-py's and
+    redis-entraid's, driven through this engine's CREDENTIAL_PROVIDER hook.
+    """
+
+    def __init__(self, server: RedisServer, oid: str, lifetime: float) -> None:
+        self.server = server
+        self.oid = oid
+        self.lifetime = lifetime
+        self.issued: list[tuple[str, float, float]] = []  # token, issued at, expires at
+
+    def request_token(self, force_refresh: bool = False) -> Any:
+        from redis.auth.token import SimpleToken
+
+        now = time.time()
+        token = f"token-{len(self.issued)}-{keys.new_key()}"
+        with self.server.client() as admin:
+            admin.acl_setuser(
+                self.oid, enabled=True, passwords=[f"+{token}"], keys=["*"], commands=["+@all"]
+            )
+        self.issued.append((token, now, now + self.lifetime))
+        return SimpleToken(token, (now + self.lifetime) * 1000, now * 1000, {"oid": self.oid})
+
+
+class TestEntraId:
+    def test_token_is_renewed_before_it_expires(self, redis_server: RedisServer) -> None:
+        from redis.auth.token_manager import RetryPolicy, TokenManagerConfig
+        from redis_entraid.cred_provider import EntraIdCredentialsProvider
+
+        idp = FakeIdentityProvider(redis_server, "sessions-app", lifetime=2.0)
+        providers: list[Any] = []
+
+        def provider() -> Any:
+            made = EntraIdCredentialsProvider(
+                idp, TokenManagerConfig(0.5, 0, 1000, RetryPolicy(3, 10))
+            )
+            providers.append(made)
+            return made
+
+        with redis_server.client() as admin:
+            admin.config_set("requirepass", "not-a-token")  # only tokens get in
+        redis_server.password = "not-a-token"
+        try:
+            with redis_on(URL=redis_server.url, CREDENTIAL_PROVIDER=provider):
+                session = saved(a=1)
+                assert storage().thread_client is storage().client  # no per-thread clients
+                first_token, _, first_expiry = idp.issued[0]
+                wait_until(lambda: len(idp.issued) >= 2, timeout=5, what="a renewed token")
+                assert idp.issued[1][1] < first_expiry  # renewed before the first expired
+                # The first token expires: Redis refuses it, and drops every connection.
+                with redis_server.client() as admin:
+                    admin.acl_setuser("sessions-app", passwords=[f"-{first_token}"])
+                    admin.client_kill_filter(user="sessions-app")
+                assert SessionStore(session.session_key)["a"] == 1  # logs in with the new token
+                session["a"] = 2
+                session.save()
+                assert SessionStore(session.session_key)["a"] == 2
+                assert len(providers) == 1
+        finally:
+            for made in providers:
+                made._token_mgr.stop()
