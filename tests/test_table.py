@@ -8,6 +8,8 @@ import concurrent.futures
 import contextlib
 import datetime
 import hashlib
+import http.client
+import http.server
 import ipaddress
 import json
 import logging
@@ -15,6 +17,7 @@ import os
 import signal
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,7 @@ from django_azure_sessions.backends.table_client import (
     Connection,
     check_table,
     connection_from_settings,
+    environment_options,
     redact,
 )
 from django_azure_sessions.conf import TableSettings, app_settings
@@ -344,7 +348,10 @@ def test_one_request_to_load_and_one_to_save(azurite: Azurite, is_async: bool) -
         call(is_async, warm, "save")  # the table exists from here on
         log.take()
 
+        # Expiry in the middle of an hour, so that it stays in its hour from save to save.
+        middle = bucket_end(utcnow()) + 24 * BUCKET_SECONDS + BUCKET_SECONDS // 2
         session = engine()
+        call(is_async, session, "set_expiry", _at(middle))
         call(is_async, session, "set", "a", 1)
         call(is_async, session, "save")
         assert log.take() == ["POST $batch"]  # the session and its expiry entry, atomically
@@ -360,7 +367,7 @@ def test_one_request_to_load_and_one_to_save(azurite: Azurite, is_async: bool) -
         assert len(log.take()) == 1
 
         # A new hour of expiry: the expiry entry moves in the same single request.
-        call(is_async, loaded, "set_expiry", 3 * BUCKET_SECONDS)
+        call(is_async, loaded, "set_expiry", _at(middle + 3 * BUCKET_SECONDS))
         call(is_async, loaded, "save")
         assert log.take() == ["POST $batch"]
 
@@ -371,6 +378,10 @@ def test_one_request_to_load_and_one_to_save(azurite: Azurite, is_async: bool) -
         call(is_async, loaded, "set", "c", 3)
         call(is_async, loaded, "save")
         assert len(log.take()) == 1
+
+
+def _at(seconds: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
 
 
 # No lost updates
@@ -483,7 +494,9 @@ def test_the_largest_session_that_fits(table_engine: type[Any]) -> None:
 
 def test_one_expiry_entry_per_session_moving_with_the_hour(table_engine: type[Any]) -> None:
     storage = storage_of(table_engine)
+    middle = bucket_end(utcnow()) + 24 * BUCKET_SECONDS + BUCKET_SECONDS // 2
     session = table_engine()
+    session.set_expiry(_at(middle))
     session["a"] = 1
     session.save()
     key = keys.storage_id(session.session_key)
@@ -492,7 +505,7 @@ def test_one_expiry_entry_per_session_moving_with_the_hour(table_engine: type[An
     session["a"] = 2
     session.save()  # same hour of expiry: the entry stays
     assert index_rows(storage, key) == first
-    session.set_expiry(5 * BUCKET_SECONDS)
+    session.set_expiry(_at(middle + 5 * BUCKET_SECONDS))
     session.save()
     moved = index_rows(storage, key)
     assert len(moved) == 1
@@ -538,16 +551,18 @@ def test_clear_expired_this_hour_checks_the_session(
     table_engine: type[Any], is_async: bool
 ) -> None:
     storage = storage_of(table_engine)
+    hour_end = datetime.datetime.fromtimestamp(bucket_end(utcnow()), datetime.timezone.utc)
+    if hour_end - utcnow() < datetime.timedelta(seconds=5):
+        time.sleep(6)  # the whole test within one hour of expiry
+        hour_end += datetime.timedelta(seconds=BUCKET_SECONDS)
     gone = _expired_session(table_engine, datetime.timedelta(seconds=0))
     extended = table_engine()
     extended.set_expiry(1)
     extended.save()
-    time.sleep(1.1)  # both expiry entries say "expired"; one session is saved again
-    extended.set_expiry(600)
+    time.sleep(1.1)  # both expiry entries say "expired"; one session is saved again,
+    extended.set_expiry(hour_end - datetime.timedelta(seconds=1))  # its entry unmoved
     extended["more"] = 1
     extended.save()
-    if bucket_end(utcnow()) != bucket_end(utcnow() + datetime.timedelta(seconds=600)):
-        pytest.skip("the hour turns within 10 minutes: the entry moved, nothing to check")
     removed = call(is_async, storage, "clear_expired")
     assert removed >= 1
     assert raw_rows(storage, storage._partition(gone)).count("s." + gone) == 0
@@ -948,3 +963,84 @@ def test_page_walks_partitions_in_key_order(table_engine: type[Any]) -> None:
     assert seen == sorted(seen)
     assert set(made) <= set(seen)
     assert async_to_sync(storage.apage)(None, 3).records == storage.page(None, 3).records
+
+
+def test_environment_is_read_once_when_the_client_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/bundle.pem")
+    url = "https://account.table.core.windows.net"
+    assert environment_options(url) == {
+        "use_env_settings": False,
+        "proxies": {"https": "http://proxy.invalid:3128"},
+        "connection_verify": "/etc/ssl/bundle.pem",
+    }
+    monkeypatch.setenv("NO_PROXY", ".core.windows.net")
+    assert "proxies" not in environment_options(url)
+    mine = Connection(url, "t", options={"use_env_settings": True, "connection_verify": False})
+    assert mine._kwargs()["use_env_settings"] is True
+    assert mine._kwargs()["connection_verify"] is False
+
+
+class ForwardProxy(http.server.ThreadingHTTPServer):
+    """A plain-HTTP forward proxy on localhost that counts what goes through it."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                target = urllib.parse.urlsplit(self.path)
+                proxy.seen.append(f"{self.command} {target.path}")
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() != "proxy-connection"
+                }
+                upstream.request(
+                    self.command,
+                    target.path + (f"?{target.query}" if target.query else ""),
+                    body,
+                    headers,
+                )
+                response = upstream.getresponse()
+                payload = response.read()
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                upstream.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_MERGE = do_PATCH = _forward
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_a_proxy_from_the_environment_is_used(
+    azurite: Azurite, is_async: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = ForwardProxy()
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        with table_store("table", {"TABLE": table_settings(azurite)}) as engine:
+            round_trip(engine, is_async)
+        assert any(line.startswith("GET /devstoreaccount1/") for line in proxy.seen)
+        assert any(line.startswith("POST /devstoreaccount1/$batch") for line in proxy.seen)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()

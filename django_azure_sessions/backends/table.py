@@ -6,8 +6,9 @@ a storage id: its first hex digit and a quarter of the second, so 64 partitions)
 =============  ====================  ===================================================
 PartitionKey   RowKey                entity
 =============  ====================  ===================================================
-``P.s.S``      ``s.<id>``            the session: Expires, UserId, Created, Updated and
-                                     the data in binary properties of 64 KiB each
+``P.s.S``      ``s.<id>``            the session: Expires, UserId, Created and the data
+                                     in binary properties of 64 KiB each (its
+                                     Timestamp is when it was last saved)
 ``P.s.S``      ``x.<end>.<id>``      its expiry index entry: the session expires before
                                      ``<end>`` (Unix seconds, a whole hour)
 ``P.u.<user>`` ``<id>``              the per-user index entry
@@ -228,7 +229,6 @@ class TableStorage(Storage):
             "RowKey": "s." + record.key,
             "Expires": record.expires,
             "Created": created,
-            "Updated": record.updated or utcnow(),
         }
         if record.user_id is not None:
             entity["UserId"] = record.user_id
@@ -276,7 +276,7 @@ class TableStorage(Storage):
             user_id=entity.get("UserId"),
             version=Version(entity.metadata["etag"], created),
             created=created,
-            updated=_plain(entity["Updated"]) if entity.get("Updated") else None,
+            updated=_plain(entity.metadata["timestamp"]),
         )
 
     def _get(self, key: str) -> _Call:

@@ -13,7 +13,8 @@ Which credential is used, first match wins:
    query string is dropped).
 
 Client keyword arguments are the defaults below (short timeouts and few, quick retries, fit for
-a web request) overridden by ``OPTIONS``: any keyword of azure-data-tables' ``TableClient``.
+a web request) and the environment's proxy settings (read once, see ``environment_options``),
+overridden by ``OPTIONS``: any keyword of azure-data-tables' ``TableClient``.
 No secret ever appears in a ``repr``, in a log line or in an exception raised here.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import os
 import re
 from collections.abc import Mapping
 from types import ModuleType
@@ -153,7 +155,9 @@ class Connection:
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     def _kwargs(self) -> dict[str, Any]:
-        return {**DEFAULT_OPTIONS, **self.options}
+        if "use_env_settings" in self.options or "transport" in self.options:
+            return {**DEFAULT_OPTIONS, **self.options}
+        return {**DEFAULT_OPTIONS, **environment_options(self.endpoint), **self.options}
 
     def _credential(self, is_async: bool) -> Any:
         from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
@@ -195,6 +199,25 @@ class Connection:
             credential=credential,
             **kwargs,
         )
+
+
+def environment_options(url: str) -> dict[str, Any]:
+    """The proxy and CA bundle settings of the environment for ``url``, read once.
+
+    Left to itself, the HTTP transport (requests, aiohttp) reads the proxy variables on every
+    request, which costs about 0.1 ms each time: the environment is read here, when the
+    client is built, and passed to the SDK as options instead.
+    """
+    from requests.utils import get_environ_proxies
+
+    options: dict[str, Any] = {"use_env_settings": False}
+    proxies = get_environ_proxies(url)
+    if proxies:
+        options["proxies"] = proxies
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        options["connection_verify"] = bundle
+    return options
 
 
 def _is_async_credential(value: Any) -> bool:

@@ -1,0 +1,198 @@
+"""Table suite: this package's Table engine against the raw azure-data-tables floor.
+
+Both on one Azurite (started here from ``node_modules``, in memory, unless
+``DAS_BENCH_TABLE_CONNECTION_STRING`` names another endpoint), in one table. The floor is what
+any session store on Table Storage must do at least: ``get_entity``, then ``update_entity``
+with ``If-Match``, of an already-encoded payload of the same size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import pathlib
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+from django.test import override_settings
+
+from django_azure_sessions.backends.table import SessionStore as TableStore
+from django_azure_sessions.core import codec, keys
+
+from .contenders_sql import SessionStoreContender, codec_serializer
+from .harness import PAYLOAD, Contender, Target
+
+BASELINE = "django-azure-sessions table"
+RAW = "raw azure-data-tables"
+TARGETS = [
+    Target("cycle", BASELINE, RAW, 0.9),
+    Target("read", BASELINE, RAW, 0.9),
+]
+TABLE_NAME = "benchsessions"
+AZURITE = pathlib.Path(__file__).resolve().parents[1] / "node_modules" / ".bin" / "azurite-table"
+AZURITE_KEY = (  # Azurite's well-known development account key (public, not a secret)
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+class Azurite:
+    """An in-memory azurite-table on a free port, for the length of the run."""
+
+    def __init__(self) -> None:
+        if not AZURITE.exists():
+            raise SystemExit(f"{AZURITE} is missing: run `npm ci` at the repository root.")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.workdir = tempfile.TemporaryDirectory()
+        self.process = subprocess.Popen(
+            [
+                str(AZURITE),
+                "--inMemoryPersistence",
+                "--tableHost",
+                "127.0.0.1",
+                "--tablePort",
+                str(self.port),
+                "--skipApiVersionCheck",
+                "--disableTelemetry",
+                "--silent",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.workdir.name,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise SystemExit("Azurite did not start within 30 s")
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+            f"TableEndpoint=http://127.0.0.1:{self.port}/devstoreaccount1;"
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(15)
+        self.workdir.cleanup()
+
+
+class Endpoint:
+    """The connection string both contenders use, and the Azurite behind it (if started)."""
+
+    def __init__(self) -> None:
+        self.azurite: Azurite | None = None
+        self.users = 0
+        self.connection_string = ""
+
+    def acquire(self) -> str:
+        if self.users == 0:
+            configured = os.environ.get("DAS_BENCH_TABLE_CONNECTION_STRING")
+            if configured:
+                self.connection_string = configured
+            else:
+                self.azurite = Azurite()
+                self.connection_string = self.azurite.connection_string
+        self.users += 1
+        return self.connection_string
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users == 0 and self.azurite is not None:
+            self.azurite.stop()
+            self.azurite = None
+
+
+ENDPOINT = Endpoint()
+
+
+class EngineContender(SessionStoreContender):
+    """This package's Table engine, as SessionMiddleware uses it."""
+
+    def setup(self) -> None:
+        connection_string = ENDPOINT.acquire()
+        self.settings = override_settings(
+            AZURE_SESSIONS={
+                "KEY_PREFIX": "bench:",
+                "TABLE": {"CONNECTION_STRING": connection_string, "TABLE_NAME": TABLE_NAME},
+            }
+        )
+        self.settings.enable()
+
+    def teardown(self) -> None:
+        self.settings.disable()
+        ENDPOINT.release()
+
+
+class RawTables(Contender):
+    """The floor: get_entity, then update_entity with If-Match, of an encoded payload."""
+
+    name = RAW
+
+    def setup(self) -> None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError
+        from azure.data.tables import TableClient, UpdateMode
+
+        self.client = TableClient.from_connection_string(ENDPOINT.acquire(), TABLE_NAME)
+        with contextlib.suppress(ResourceExistsError):
+            self.client.create_table()
+        self.if_match = MatchConditions.IfNotModified
+        self.replace = UpdateMode.REPLACE
+        self.payload = codec.encode(PAYLOAD, "benchmark", codec_serializer())
+
+    def teardown(self) -> None:
+        self.client.close()
+        ENDPOINT.release()
+
+    def _entity(self, key: str) -> dict[str, Any]:
+        return {
+            "PartitionKey": "raw." + key[:2],
+            "RowKey": key,
+            "Data": self.payload,
+            "Expires": _expires(),
+        }
+
+    def prepare(self, count: int) -> list[Any]:
+        return [self.create() for _ in range(count)]
+
+    def _get(self, key: str) -> Any:
+        entity = self.client.get_entity("raw." + key[:2], key)
+        assert entity["Expires"] > datetime.datetime.now(datetime.timezone.utc)
+        return entity
+
+    def read(self, handle: Any) -> None:
+        assert self._get(handle)["Data"]
+
+    def cycle(self, handle: Any, counter: int) -> None:
+        entity = self._get(handle)
+        self.client.update_entity(
+            self._entity(handle),
+            mode=self.replace,
+            etag=entity.metadata["etag"],
+            match_condition=self.if_match,
+        )
+
+    def create(self) -> Any:
+        key = keys.new_key()
+        self.client.create_entity(self._entity(key))
+        return key
+
+
+def _expires() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(weeks=2)
+
+
+def contenders() -> list[Contender]:
+    return [EngineContender(BASELINE, TableStore), RawTables()]
