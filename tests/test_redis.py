@@ -182,6 +182,9 @@ class TestChecks:
     def test_wrong_values_are_errors(self, section: dict[str, Any], expected: str) -> None:
         assert _messages(section) == [f"django_azure_sessions.{expected}"]
 
+    def test_unknown_keys_are_reported_once(self) -> None:
+        assert _messages({"URL": "redis://a/0", "PASWORD": "x"}) == ["django_azure_sessions.E020"]
+
     def test_braces_in_key_prefix_are_an_error(self) -> None:
         messages = _messages({"URL": "redis://a/0"}, KEY_PREFIX="{shop}:")
         assert messages == ["django_azure_sessions.E033"]
@@ -473,6 +476,22 @@ class TestConnections:
         assert results[0] is not store.thread_client
         with override_settings(AZURE_SESSIONS={"REDIS": {"URL": "redis://127.0.0.1:1/0"}}):
             assert SessionStore.get_storage() is not store
+
+    def test_threads_return_their_connection_when_they_end(
+        self, own: type[SessionStore], redis_server: RedisServer
+    ) -> None:
+        """Servers that start a thread per request (runserver) must not leak connections."""
+        key = saved(a=1).session_key
+
+        def request() -> None:
+            assert SessionStore(key)["a"] == 1
+
+        for _ in range(20):
+            worker = threading.Thread(target=request)
+            worker.start()
+            worker.join()
+        with redis_server.client() as admin:
+            assert len(admin.client_list()) <= 3  # this thread's, a pooled one, the admin
 
     def test_async_clients_follow_the_event_loop_and_close_with_it(
         self, own: type[SessionStore], redis_server: RedisServer

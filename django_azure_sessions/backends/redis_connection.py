@@ -19,7 +19,7 @@ from django.core.checks import CheckMessage, Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from ..conf import RedisSettings
+from ..conf import RedisSettings, section_keys
 
 INSTALL_HINT = "pip install 'django-azure-sessions[redis]'"
 SCHEMES = ("redis", "rediss", "unix")
@@ -303,7 +303,8 @@ def check_redis(section: dict[str, Any]) -> list[CheckMessage]:
     if errors:
         return errors
     try:
-        spec = spec_from_settings(RedisSettings(**section))
+        known = {k: v for k, v in section.items() if k in section_keys("REDIS")}
+        spec = spec_from_settings(RedisSettings(**known))
     except ImproperlyConfigured as exc:
         number = 24 if section.get("CACHE_ALIAS") is not None else 21
         return [_error(number, f": {exc}", "See the README, 'Redis engine'.")]
