@@ -683,16 +683,31 @@ def test_user_index_follows_sign_in_and_out(table_engine: type[Any], is_async: b
     assert raw_rows(storage, storage._user_partition("someone-else")) == []
 
 
-def test_user_records_skip_and_drop_stale_entries(table_engine: type[Any]) -> None:
+def test_user_records_skip_and_drop_stale_entries(
+    table_engine: type[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     storage = storage_of(table_engine)
     user = f"user-{keys.new_key()[:6]}"
     live = table_engine()
     live[USER_ID_KEY] = user
     live.save()
-    stale = keys.storage_id(keys.new_key())
-    storage.raw_client().upsert_entity(storage._user_entity(user, stale))
-    assert [r.key for r in storage.user_records(user)] == [keys.storage_id(live.session_key)]
-    assert raw_rows(storage, storage._user_partition(user)) == [keys.storage_id(live.session_key)]
+    mine = keys.storage_id(live.session_key)
+    gone = keys.storage_id(keys.new_key())
+    storage.raw_client().upsert_entity(storage._user_entity(user, gone))
+    assert [r.key for r in storage.user_records(user)] == [mine]
+    assert raw_rows(storage, storage._user_partition(user)) == [mine]
+
+    # An entry whose session has another user: a sign-in under way, or one that failed.
+    other = table_engine()
+    other[USER_ID_KEY] = "someone-else"
+    other.save()
+    theirs = keys.storage_id(other.session_key)
+    storage.raw_client().upsert_entity(storage._user_entity(user, theirs))
+    assert [r.key for r in storage.user_records(user)] == [mine]
+    assert raw_rows(storage, storage._user_partition(user)) == sorted([mine, theirs])
+    monkeypatch.setattr(table, "STALE_USER_ENTRY", -60)  # as if it were old
+    assert [r.key for r in storage.user_records(user)] == [mine]
+    assert raw_rows(storage, storage._user_partition(user)) == [mine]
 
 
 def test_clear_expired_removes_user_entries(table_engine: type[Any]) -> None:

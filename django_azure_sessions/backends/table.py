@@ -53,6 +53,7 @@ CHUNK = 64 * 1024  # the largest binary property
 MAX_ENTITY = 1024 * 1024  # Azure Storage's entity limit (Cosmos DB allows 2 MB)
 BATCH = 100  # entities in one transaction
 WORKERS = 8  # partitions cleaned at once
+STALE_USER_ENTRY = 300  # seconds after which a user entry its session disowns is removed
 
 _HEX = "0123456789abcdef"
 _QUARTERS = "0123"
@@ -464,9 +465,10 @@ class TableStorage(Storage):
         entries = yield _Call(
             "query",
             ("PartitionKey eq @pk",),
-            {"parameters": {"pk": partition}, "select": ["RowKey"]},
+            {"parameters": {"pk": partition}, "select": ["RowKey", "Timestamp"]},
         )
         records = []
+        stale_before = utcnow() - datetime.timedelta(seconds=STALE_USER_ENTRY)
         for entry in entries:
             key = entry["RowKey"]
             try:
@@ -474,9 +476,13 @@ class TableStorage(Storage):
             except self._not_found:
                 entity = None
             if entity is None or entity.get("UserId") != user_id:
-                yield _Call(
-                    "delete_entity", (partition, key), self._if_unchanged(entry.metadata["etag"])
-                )
+                # A sign-in writes the entry just before the session: leave recent ones be.
+                if entity is None or entry.metadata["timestamp"] < stale_before:
+                    yield _Call(
+                        "delete_entity",
+                        (partition, key),
+                        self._if_unchanged(entry.metadata["etag"]),
+                    )
                 continue
             record = self._record(key, entity)
             if record is not None:
