@@ -299,6 +299,11 @@ class RedisStorage(Storage):
             except BaseException:
                 connection.disconnect()
                 raise
+        if len(commands) == 1:
+            try:
+                return [self.client.execute_command(*commands[0])]
+            except self._errors.ResponseError as error:
+                return [error]
         pipe = self.client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
@@ -425,20 +430,27 @@ class RedisStorage(Storage):
         self._async_clients[loop] = (client, closer)
         return client
 
-    async def _arun(self, calls: list[_Call]) -> list[Any]:
+    async def _asend(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send commands in one round trip; errors are results."""
         client = await self.aclient()
+        if len(commands) == 1:
+            try:
+                return [await client.execute_command(*commands[0])]
+            except self._errors.ResponseError as error:
+                return [error]
         pipe = client.pipeline(transaction=False)
-        for call in calls:
-            pipe.execute_command(*call.command)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+
+    async def _arun(self, calls: list[_Call]) -> list[Any]:
+        results = await self._asend([call.command for call in calls])
         lost = [i for i, result in enumerate(results) if self._is_noscript(result)]
         if lost:
+            client = await self.aclient()
             for script in {calls[i].script for i in lost}:
                 await client.script_load(script.source)  # type: ignore[union-attr]
-            pipe = client.pipeline(transaction=False)
-            for i in lost:
-                pipe.execute_command(*calls[i].command)
-            retried = await pipe.execute(raise_on_error=False)
+            retried = await self._asend([calls[i].command for i in lost])
             for i, result in zip(lost, retried, strict=True):
                 results[i] = result
         return results
