@@ -915,7 +915,12 @@ def test_module_imports_without_the_sdk_and_says_what_to_install(
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
     )
     assert "pip install 'django-azure-sessions[table]'" in result.stdout
 
@@ -1059,3 +1064,13 @@ def test_a_proxy_from_the_environment_is_used(
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+def test_without_azurite_installed_the_fixture_fails_and_says_npm_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .fixtures import table as fixture
+
+    monkeypatch.setattr(fixture, "AZURITE", fixture.ROOT / "node_modules" / ".bin" / "absent")
+    with pytest.raises(pytest.fail.Exception, match="run `npm ci`"):
+        Azurite(tmp_path).start()
