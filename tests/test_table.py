@@ -579,11 +579,13 @@ def test_cleanup_racing_a_save_keeps_the_session(table_engine: type[Any]) -> Non
     session.save()
     key = keys.storage_id(session.session_key)
     partition = storage._partition(key)
-    removals = [r for r in storage._run(storage._removals(partition, utcnow())) if r.key == key]
+    removals = [
+        r for r in storage.runner.run(storage._removals(partition, utcnow())) if r.key == key
+    ]
     assert len(removals) == 1
     session.set_expiry(3600)
     session.save()  # a request that had loaded it before it expired
-    assert storage._run(storage._remove(removals)) == []
+    assert storage.runner.run(storage._remove(removals)) == []
     assert storage.load(key) is not None
     assert len(index_rows(storage, key)) == 1
 

@@ -22,28 +22,25 @@ due entries of each partition (a range of RowKeys), never the sessions themselve
 
 from __future__ import annotations
 
-import asyncio
 import calendar
-import concurrent.futures
-import contextlib
 import datetime
 import hashlib
 import random
 import string
-import threading
-import weakref
-from collections.abc import AsyncGenerator, Generator, Iterable
+from collections.abc import Iterable
 from typing import Any, NamedTuple, TypeVar
 
 from ..conf import app_settings
 from ..core.session import StoreSession
 from ..core.storage import Page, Record, SessionTooLarge, Storage, utcnow
 from .table_client import (
+    Call,
     Connection,
+    Runner,
+    Steps,
     TableStorageError,
     connection_from_settings,
     import_tables,
-    redact,
 )
 
 __all__ = ["SessionStore", "TableStorage", "TableStorageError"]
@@ -68,17 +65,6 @@ class Version(NamedTuple):
 
     etag: str
     created: datetime.datetime
-
-
-class _Call(NamedTuple):
-    """One request, as a ``TableClient`` method name and arguments ("query" lists entities)."""
-
-    method: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = {}  # never mutated
-
-
-Steps = Generator[_Call, Any, T]
 
 
 def shard(key: str) -> str:
@@ -143,7 +129,7 @@ def _entity_size(entity: dict[str, Any]) -> int:
         if isinstance(value, bytes):
             size += 4 + len(value)
         elif isinstance(value, str):
-            size += 4 + 2 * len(value)
+            size += 4 + len(value.encode("utf-16-le"))
         else:
             size += 8
     return size
@@ -176,19 +162,12 @@ class TableStorage(Storage):
         self.prefix = prefix
         self.namespace = _namespace(prefix)
         self.shards = all_shards(hashed)
-        self.create_table = create_table
-        self._sync_client: Any = None
-        self._lock = threading.Lock()
-        self._async_clients: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self.runner = Runner(connection, create_table, WORKERS)
         tables = import_tables()
         from azure.core import MatchConditions, exceptions
 
         self._if_match = MatchConditions.IfNotModified
-        self._azure_error = exceptions.AzureError
         self._not_found = exceptions.ResourceNotFoundError
-        self._exists = exceptions.ResourceExistsError
         self._modified = exceptions.ResourceModifiedError
         self._transaction_error = tables.TableTransactionError
         self._replace = tables.UpdateMode.REPLACE
@@ -280,14 +259,14 @@ class TableStorage(Storage):
             updated=_plain(entity.metadata["timestamp"]),
         )
 
-    def _get(self, key: str) -> _Call:
-        return _Call("get_entity", (self._partition(key), "s." + key))
+    def _get(self, key: str) -> Call:
+        return Call("get_entity", (self._partition(key), "s." + key))
 
     def _if_unchanged(self, etag: str) -> dict[str, Any]:
         return {"etag": etag, "match_condition": self._if_match}
 
-    # The storage interface, each method written once as steps that the sync and async
-    # drivers below carry out.
+    # The storage interface, each method written once as steps that the runner carries out
+    # with the sync client or an async one.
 
     def _load(self, key: str) -> Steps[Record | None]:
         try:
@@ -300,13 +279,13 @@ class TableStorage(Storage):
         created = record.created or record.updated or utcnow()
         ops = [("create", self._entity(record, created)), ("upsert", self._index_entity(record))]
         try:
-            result = yield _Call("submit_transaction", (ops,))
+            result = yield Call("submit_transaction", (ops,))
         except self._transaction_error as exc:
             if _failed(exc, 0, 409):
                 return None
             raise
         if record.user_id is not None:
-            yield _Call("upsert_entity", (self._user_entity(record.user_id, record.key),))
+            yield Call("upsert_entity", (self._user_entity(record.user_id, record.key),))
         return Version(result[0]["etag"], created)
 
     def _update(self, record: Record, loaded: Record) -> Steps[Version | None]:
@@ -317,21 +296,21 @@ class TableStorage(Storage):
         user_changed = record.user_id != loaded.user_id
         if old_row == new_row and not user_changed:
             try:
-                result = yield _Call(
+                result = yield Call(
                     "update_entity", (entity,), {"mode": self._replace, **self._if_unchanged(etag)}
                 )
             except (self._modified, self._not_found):
                 return None
             return Version(result["etag"], created)
         if user_changed and record.user_id is not None:
-            yield _Call("upsert_entity", (self._user_entity(record.user_id, record.key),))
+            yield Call("upsert_entity", (self._user_entity(record.user_id, record.key),))
         ops: list[Any] = [("update", entity, {"mode": "replace", **self._if_unchanged(etag)})]
         if old_row != new_row:
             ops.append(("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": old_row}))
         ops.append(("upsert", self._index_entity(record)))
         while True:
             try:
-                result = yield _Call("submit_transaction", (ops,))
+                result = yield Call("submit_transaction", (ops,))
                 break
             except self._transaction_error as exc:
                 if _failed(exc, 0, 404, 412):
@@ -341,7 +320,7 @@ class TableStorage(Storage):
                     continue
                 raise
         if user_changed and loaded.user_id is not None:
-            yield _Call("delete_entity", (self._user_partition(loaded.user_id), record.key))
+            yield Call("delete_entity", (self._user_partition(loaded.user_id), record.key))
         return Version(result[0]["etag"], created)
 
     def _delete(self, key: str) -> Steps[None]:
@@ -361,22 +340,22 @@ class TableStorage(Storage):
                 ),
             ]
             try:
-                yield _Call("submit_transaction", (ops,))
+                yield Call("submit_transaction", (ops,))
             except self._transaction_error as exc:
                 if _failed(exc, 0, 404, 412):
                     continue  # changed meanwhile: read it again
                 if not _failed(exc, 1, 404):
                     raise
-                yield _Call("submit_transaction", (ops[:1],))
+                yield Call("submit_transaction", (ops[:1],))
             if entity.get("UserId") is not None:
-                yield _Call("delete_entity", (self._user_partition(entity["UserId"]), key))
+                yield Call("delete_entity", (self._user_partition(entity["UserId"]), key))
             return
-        yield _Call("delete_entity", (self._partition(key), "s." + key))
+        yield Call("delete_entity", (self._partition(key), "s." + key))
 
     def _removals(self, partition: str, now: datetime.datetime) -> Steps[list[_Removal]]:
         """The expired sessions of one partition, found through their expiry entries."""
         seconds = calendar.timegm(now.utctimetuple())
-        entries = yield _Call(
+        entries = yield Call(
             "query",
             (
                 "PartitionKey eq @pk and RowKey ge @lo and ( ( RowKey lt @due ) or "
@@ -423,7 +402,7 @@ class TableStorage(Storage):
         while removals:
             ops = [op for removal in removals for op in removal.ops]
             try:
-                yield _Call("submit_transaction", (ops,))
+                yield Call("submit_transaction", (ops,))
                 return removals
             except self._transaction_error as exc:
                 index = getattr(exc, "index", None)
@@ -462,7 +441,7 @@ class TableStorage(Storage):
 
     def _user_records(self, user_id: str) -> Steps[list[Record]]:
         partition = self._user_partition(user_id)
-        entries = yield _Call(
+        entries = yield Call(
             "query",
             ("PartitionKey eq @pk",),
             {"parameters": {"pk": partition}, "select": ["RowKey", "Timestamp"]},
@@ -478,7 +457,7 @@ class TableStorage(Storage):
             if entity is None or entity.get("UserId") != user_id:
                 # A sign-in writes the entry just before the session: leave recent ones be.
                 if entity is None or entry.metadata["timestamp"] < stale_before:
-                    yield _Call(
+                    yield Call(
                         "delete_entity",
                         (partition, key),
                         self._if_unchanged(entry.metadata["etag"]),
@@ -492,7 +471,7 @@ class TableStorage(Storage):
     def _page(self, cursor: str | None, limit: int) -> Steps[Page]:
         now = utcnow()
         start = f"{self.namespace}.s."
-        entities = yield _Call(
+        entities = yield Call(
             "query",
             (
                 "PartitionKey ge @lo and PartitionKey lt @hi and RowKey gt @after and "
@@ -516,156 +495,19 @@ class TableStorage(Storage):
         ]
         return Page(records, records[-1].key if len(entities) == limit and records else None)
 
-    # Drivers: carry out steps with the sync client, or with an async client of this loop.
-
-    def _client(self) -> Any:
-        if self._sync_client is None:
-            with self._lock:
-                if self._sync_client is None:
-                    self._sync_client = self.connection.sync_client()
-        return self._sync_client
-
-    def _wrap(self, exc: Exception) -> TableStorageError:
-        code = getattr(exc, "error_code", None)
-        code = getattr(code, "value", code)
-        reason = redact((str(getattr(exc, "message", None) or exc).splitlines() or [""])[0])
-        hint = ""
-        if code is not None and str(code).endswith("TableNotFound") and not self.create_table:
-            hint = " Create the table, or set CREATE_TABLE to True."
-        return TableStorageError(
-            f"Azure Table Storage at {self.connection.endpoint} (table "
-            f"{self.connection.table_name!r}) failed: {type(exc).__name__}"
-            f"{f' {code}' if code else ''}: {reason}.{hint}"
-        )
-
-    def _is_missing_table(self, exc: Exception, call: _Call) -> bool:
-        return (
-            self.create_table
-            and call.method in ("submit_transaction", "upsert_entity")
-            and str(getattr(exc, "error_code", "")).endswith("TableNotFound")
-        )
-
-    def _perform(self, client: Any, call: _Call) -> Any:
-        if call.method == "query":
-            kwargs = dict(call.kwargs)
-            limit = kwargs.pop("limit", None)
-            if limit is not None:
-                kwargs["results_per_page"] = min(limit, 1000)
-            try:
-                found = []
-                for entity in client.query_entities(*call.args, **kwargs):
-                    found.append(entity)
-                    if len(found) == limit:
-                        break
-                return found
-            except self._not_found:
-                return []  # no table yet
-        try:
-            return getattr(client, call.method)(*call.args, **call.kwargs)
-        except self._azure_error as exc:
-            if not self._is_missing_table(exc, call):
-                raise
-        with contextlib.suppress(self._exists):
-            client.create_table()
-        return getattr(client, call.method)(*call.args, **call.kwargs)
-
-    def _run(self, steps: Steps[T]) -> T:
-        client = self._client()
-        try:
-            call = next(steps)
-            while True:
-                try:
-                    result = self._perform(client, call)
-                except self._azure_error as exc:
-                    call = steps.throw(exc)
-                else:
-                    call = steps.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        except self._azure_error as exc:
-            raise self._wrap(exc) from None
-
-    def _run_all(self, steps: list[Steps[T]]) -> list[T]:
-        if len(steps) <= 1:
-            return [self._run(item) for item in steps]
-        with concurrent.futures.ThreadPoolExecutor(min(WORKERS, len(steps))) as pool:
-            return list(pool.map(self._run, steps))
-
-    async def _aclient(self) -> Any:
-        loop = asyncio.get_running_loop()
-        entry = self._async_clients.get(loop)
-        if entry is not None:
-            return entry[0]
-        client = self.connection.async_client()
-        # Clients must not outlive their loop: an async generator is closed by the loop's
-        # shutdown_asyncgens() (asyncio.run, asgiref, uvicorn), and closes the client with it.
-        keeper = _closing(client)
-        await keeper.__anext__()
-        self._async_clients[loop] = (client, keeper)
-        return client
-
-    async def _aperform(self, client: Any, call: _Call) -> Any:
-        if call.method == "query":
-            kwargs = dict(call.kwargs)
-            limit = kwargs.pop("limit", None)
-            if limit is not None:
-                kwargs["results_per_page"] = min(limit, 1000)
-            try:
-                found = []
-                async for entity in client.query_entities(*call.args, **kwargs):
-                    found.append(entity)
-                    if len(found) == limit:
-                        break
-                return found
-            except self._not_found:
-                return []
-        try:
-            return await getattr(client, call.method)(*call.args, **call.kwargs)
-        except self._azure_error as exc:
-            if not self._is_missing_table(exc, call):
-                raise
-        with contextlib.suppress(self._exists):
-            await client.create_table()
-        return await getattr(client, call.method)(*call.args, **call.kwargs)
-
-    async def _arun(self, steps: Steps[T]) -> T:
-        client = await self._aclient()
-        try:
-            call = next(steps)
-            while True:
-                try:
-                    result = await self._aperform(client, call)
-                except self._azure_error as exc:
-                    call = steps.throw(exc)
-                else:
-                    call = steps.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        except self._azure_error as exc:
-            raise self._wrap(exc) from None
-
-    async def _arun_all(self, steps: list[Steps[T]]) -> list[T]:
-        limit = asyncio.Semaphore(WORKERS)
-
-        async def run(item: Steps[T]) -> T:
-            async with limit:
-                return await self._arun(item)
-
-        return list(await asyncio.gather(*(run(item) for item in steps)))
-
     # The storage interface
 
     def load(self, key: str) -> Record | None:
-        return self._run(self._load(key))
+        return self.runner.run(self._load(key))
 
     def create(self, record: Record) -> Version | None:
-        return self._run(self._create(record))
+        return self.runner.run(self._create(record))
 
     def update(self, record: Record, loaded: Record) -> Version | None:
-        return self._run(self._update(record, loaded))
+        return self.runner.run(self._update(record, loaded))
 
     def delete(self, key: str) -> None:
-        self._run(self._delete(key))
+        self.runner.run(self._delete(key))
 
     def _partitions(self) -> list[str]:
         return [f"{self.namespace}.s.{name}" for name in self.shards]
@@ -678,58 +520,51 @@ class TableStorage(Storage):
         return [self._clear_users(partition, keys) for partition, keys in by_user.items()]
 
     def clear_expired(self) -> int:
-        removed = self._run_all([self._clear_partition(p) for p in self._partitions()])
-        self._run_all(self._user_batches(removed))
+        removed = self.runner.run_all([self._clear_partition(p) for p in self._partitions()])
+        self.runner.run_all(self._user_batches(removed))
         return _count(removed)
 
     def user_records(self, user_id: str) -> list[Record]:
-        return self._run(self._user_records(user_id))
+        return self.runner.run(self._user_records(user_id))
 
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
-        return self._run(self._page(cursor, limit))
+        return self.runner.run(self._page(cursor, limit))
 
     async def aload(self, key: str) -> Record | None:
-        return await self._arun(self._load(key))
+        return await self.runner.arun(self._load(key))
 
     async def acreate(self, record: Record) -> Version | None:
-        return await self._arun(self._create(record))
+        return await self.runner.arun(self._create(record))
 
     async def aupdate(self, record: Record, loaded: Record) -> Version | None:
-        return await self._arun(self._update(record, loaded))
+        return await self.runner.arun(self._update(record, loaded))
 
     async def adelete(self, key: str) -> None:
-        await self._arun(self._delete(key))
+        await self.runner.arun(self._delete(key))
 
     async def aclear_expired(self) -> int:
-        removed = await self._arun_all([self._clear_partition(p) for p in self._partitions()])
-        await self._arun_all(self._user_batches(removed))
+        removed = await self.runner.arun_all(
+            [self._clear_partition(p) for p in self._partitions()]
+        )
+        await self.runner.arun_all(self._user_batches(removed))
         return _count(removed)
 
     async def auser_records(self, user_id: str) -> list[Record]:
-        return await self._arun(self._user_records(user_id))
+        return await self.runner.arun(self._user_records(user_id))
 
     async def apage(self, cursor: str | None = None, limit: int = 100) -> Page:
-        return await self._arun(self._page(cursor, limit))
+        return await self.runner.arun(self._page(cursor, limit))
 
     def close(self) -> None:
-        client, self._sync_client = self._sync_client, None
-        if client is not None:
-            client.close()
+        self.runner.close()
 
     def raw_client(self) -> Any:
         """The process's ``azure.data.tables.TableClient`` on the sessions table."""
-        return self._client()
+        return self.runner.client()
 
 
 def _count(removed: list[list[_Removal]]) -> int:
     return sum(len(removal.ops) == 2 for group in removed for removal in group)
-
-
-async def _closing(client: Any) -> AsyncGenerator[None, None]:
-    try:
-        yield
-    finally:
-        await client.close()
 
 
 class SessionStore(StoreSession):

@@ -21,13 +21,17 @@ No secret ever appears in a ``repr``, in a log line or in an exception raised he
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import dataclasses
 import inspect
 import os
 import re
-from collections.abc import Mapping
+import threading
+import weakref
+from collections.abc import AsyncGenerator, Generator, Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from django.core.checks import CheckMessage, Error, Warning
@@ -241,6 +245,197 @@ def connection_from_settings(config: TableSettings) -> Connection:
         credential=config.CREDENTIAL,
         options=dict(config.OPTIONS),
     )
+
+
+T = TypeVar("T")
+
+
+class Call(NamedTuple):
+    """One request: a ``TableClient`` method and its arguments ("query" lists entities)."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}  # never mutated
+
+
+# An operation written once for both kinds of client: a generator that yields the requests
+# it needs, is sent their results (or thrown the SDK's exceptions), and returns its value.
+Steps = Generator[Call, Any, T]
+
+
+class Runner:
+    """Carries out ``Steps`` with the process's sync client, or the running loop's async one.
+
+    Clients are built on first use. Errors the steps do not handle become a
+    ``TableStorageError`` without the SDK's exception chained (its message may hold a SAS URL).
+    """
+
+    def __init__(self, connection: Connection, create_table: bool, workers: int) -> None:
+        self.connection = connection
+        self.create_table = create_table
+        self.workers = workers
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._async_clients: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        import_tables()
+        from azure.core import exceptions
+
+        self._azure_error = exceptions.AzureError
+        self._not_found = exceptions.ResourceNotFoundError
+        self._exists = exceptions.ResourceExistsError
+
+    def client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self.connection.sync_client()
+        return self._client
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _error(self, exc: Exception) -> TableStorageError:
+        code = getattr(exc, "error_code", None)
+        code = getattr(code, "value", code)
+        reason = redact((str(getattr(exc, "message", None) or exc).splitlines() or [""])[0])
+        hint = ""
+        if code is not None and str(code).endswith("TableNotFound") and not self.create_table:
+            hint = " Create the table, or set CREATE_TABLE to True."
+        return TableStorageError(
+            f"Azure Table Storage at {self.connection.endpoint} (table "
+            f"{self.connection.table_name!r}) failed: {type(exc).__name__}"
+            f"{f' {code}' if code else ''}: {reason}.{hint}"
+        )
+
+    def _is_missing_table(self, exc: Exception, call: Call) -> bool:
+        return (
+            self.create_table
+            and call.method in ("submit_transaction", "upsert_entity")
+            and str(getattr(exc, "error_code", "")).endswith("TableNotFound")
+        )
+
+    @staticmethod
+    def _query_kwargs(call: Call) -> tuple[dict[str, Any], int | None]:
+        kwargs = dict(call.kwargs)
+        limit = kwargs.pop("limit", None)
+        if limit is not None:
+            kwargs["results_per_page"] = min(limit, 1000)
+        return kwargs, limit
+
+    def _perform(self, client: Any, call: Call) -> Any:
+        if call.method == "query":
+            kwargs, limit = self._query_kwargs(call)
+            found: list[Any] = []
+            try:
+                for entity in client.query_entities(*call.args, **kwargs):
+                    found.append(entity)
+                    if len(found) == limit:
+                        break
+            except self._not_found:
+                return []  # no table yet
+            return found
+        try:
+            return getattr(client, call.method)(*call.args, **call.kwargs)
+        except self._azure_error as exc:
+            if not self._is_missing_table(exc, call):
+                raise
+        with contextlib.suppress(self._exists):
+            client.create_table()
+        return getattr(client, call.method)(*call.args, **call.kwargs)
+
+    def run(self, steps: Steps[T]) -> T:
+        client = self.client()
+        try:
+            call = next(steps)
+            while True:
+                try:
+                    result = self._perform(client, call)
+                except self._azure_error as exc:
+                    call = steps.throw(exc)
+                else:
+                    call = steps.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except self._azure_error as exc:
+            raise self._error(exc) from None
+
+    def run_all(self, steps: list[Steps[T]]) -> list[T]:
+        """Run ``steps`` side by side, ``workers`` at a time."""
+        if len(steps) <= 1:
+            return [self.run(item) for item in steps]
+        with concurrent.futures.ThreadPoolExecutor(min(self.workers, len(steps))) as pool:
+            return list(pool.map(self.run, steps))
+
+    async def aclient(self) -> Any:
+        loop = asyncio.get_running_loop()
+        entry = self._async_clients.get(loop)
+        if entry is not None:
+            return entry[0]
+        client = self.connection.async_client()
+        # A client must not outlive its loop: this async generator is closed by the loop's
+        # shutdown_asyncgens() (asyncio.run, asgiref, uvicorn), and closes the client with it.
+        keeper = _closing(client)
+        await keeper.__anext__()
+        self._async_clients[loop] = (client, keeper)
+        return client
+
+    async def _aperform(self, client: Any, call: Call) -> Any:
+        if call.method == "query":
+            kwargs, limit = self._query_kwargs(call)
+            found: list[Any] = []
+            try:
+                async for entity in client.query_entities(*call.args, **kwargs):
+                    found.append(entity)
+                    if len(found) == limit:
+                        break
+            except self._not_found:
+                return []
+            return found
+        try:
+            return await getattr(client, call.method)(*call.args, **call.kwargs)
+        except self._azure_error as exc:
+            if not self._is_missing_table(exc, call):
+                raise
+        with contextlib.suppress(self._exists):
+            await client.create_table()
+        return await getattr(client, call.method)(*call.args, **call.kwargs)
+
+    async def arun(self, steps: Steps[T]) -> T:
+        client = await self.aclient()
+        try:
+            call = next(steps)
+            while True:
+                try:
+                    result = await self._aperform(client, call)
+                except self._azure_error as exc:
+                    call = steps.throw(exc)
+                else:
+                    call = steps.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except self._azure_error as exc:
+            raise self._error(exc) from None
+
+    async def arun_all(self, steps: list[Steps[T]]) -> list[T]:
+        """Run ``steps`` concurrently, ``workers`` at a time."""
+        limit = asyncio.Semaphore(self.workers)
+
+        async def run(item: Steps[T]) -> T:
+            async with limit:
+                return await self.arun(item)
+
+        return list(await asyncio.gather(*(run(item) for item in steps)))
+
+
+async def _closing(client: Any) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await client.close()
 
 
 # System checks: E040 (section shape, in checks.py) to E059.
