@@ -367,14 +367,15 @@ class TestStorage:
         self, redis_engine: type[SessionStore]
     ) -> None:
         store = storage()
-        store.create(record("a" * 64, expires_in=0.2, user_id="5"))
+        store.create(record("a" * 64, expires_in=0.5, user_id="5"))
         store.create(record("b" * 64, expires_in=3600, user_id="5"))
         user_key = store.user_key("5")
         assert store.client.zcard(user_key) == 2
-        time.sleep(0.25)
-        # The index covered twice the remaining lifetime: nothing to prune yet.
+        time.sleep(0.6)
+        assert store.load("a" * 64) is None
+        # The index covers twice the remaining lifetime (1 s here): nothing to prune yet.
         assert store.clear_expired() == 0
-        time.sleep(0.25)
+        time.sleep(0.6)
         assert store.clear_expired() == 1
         assert async_to_sync(store.aclear_expired)() == 0
         assert [m.decode() for m in store.client.zrange(user_key, 0, -1)] == ["b" * 64]
