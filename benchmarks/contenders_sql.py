@@ -17,6 +17,7 @@ from django_azure_sessions.core import codec, keys
 
 from .harness import PAYLOAD, Contender, Target
 
+NEEDS_DATABASE = True
 BASELINE = "django-azure-sessions sql"
 TARGETS = [
     Target("cycle", BASELINE, "django db", 2.0),

@@ -39,12 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     from . import harness
 
     suite = importlib.import_module(f"benchmarks.contenders_{args.suite}")
-    databases = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    needs_database = getattr(suite, "NEEDS_DATABASE", False)
+    if needs_database:
+        databases = setup_databases(verbosity=0, interactive=False, aliases={"default"})
     try:
         contenders = suite.contenders()
         results = harness.run(contenders, rounds=args.rounds, iterations=args.iterations)
     finally:
-        teardown_databases(databases, verbosity=0)
+        if needs_database:
+            teardown_databases(databases, verbosity=0)
 
     names = [c.name for c in contenders]
     print(
