@@ -151,3 +151,33 @@ def check_installed(
             )
         ]
     return []
+
+
+@register(Tags.security)
+def check_error_reports(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    from django.utils.module_loading import import_string
+
+    from .debug import SafeExceptionReporterFilter, cleansed
+
+    config = getattr(settings, SETTING_NAME, {})
+    if not isinstance(config, dict) or cleansed(config, "") == config:
+        return []
+    try:
+        reporter_filter = import_string(settings.DEFAULT_EXCEPTION_REPORTER_FILTER)
+    except ImportError:
+        return []  # Django reports that one itself
+    if isinstance(reporter_filter, type) and issubclass(
+        reporter_filter, SafeExceptionReporterFilter
+    ):
+        return []
+    return [
+        Warning(
+            f"{SETTING_NAME} holds a secret (a Redis URL with a password, a connection string, "
+            "a SAS token or a credential) that Django's error pages and error e-mails would show.",
+            hint="Set DEFAULT_EXCEPTION_REPORTER_FILTER = "
+            '"django_azure_sessions.debug.SafeExceptionReporterFilter" (it extends Django\'s).',
+            id="django_azure_sessions.W002",
+        )
+    ]
