@@ -59,6 +59,8 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 SESSION_ENGINE, AZURE_SESSIONS = session_settings(os.environ)
+# AZURE_SESSIONS may hold a Redis password or a storage key: keep them off error pages.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "django_azure_sessions.debug.SafeExceptionReporterFilter"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
