@@ -25,7 +25,6 @@ from __future__ import annotations
 import calendar
 import datetime
 import hashlib
-import random
 import string
 from collections.abc import Iterable
 from typing import Any, NamedTuple, TypeVar
@@ -571,9 +570,3 @@ class SessionStore(StoreSession):
     """Sessions in Azure Table Storage or Cosmos DB for Table (see ``AZURE_SESSIONS["TABLE"]``)."""
 
     storage_class = TableStorage
-
-    @staticmethod
-    def _backoff(attempt: int) -> float:
-        # A load and a conditional replace take 5-20 ms here, several times an SQL or Redis
-        # round trip: concurrent writers to one session must spread out on that scale.
-        return random.uniform(0, min(1.0, 0.01 * 2**attempt))
