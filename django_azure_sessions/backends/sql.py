@@ -18,6 +18,7 @@ from ..core.session import StoreSession
 from ..core.storage import Page, Record, Storage, utcnow
 from ..models import Session
 
+_NEVER = 2**62  # executions before psycopg prepares a statement by itself
 _COLUMNS = ("key", "data", "expires", "user_id", "version", "created", "updated")
 
 
@@ -111,9 +112,14 @@ class SQLStorage(Storage):
         # binds parameters on the server; Django's default cursor binds them client-side.
         # The cursor still goes through Django's wrapper: errors, logging, instrumentation.
         connection.ensure_connection()
+        raw = connection.connection
+        if raw.prepare_threshold is None:
+            # Django turns automatic preparing off; an explicit prepare=True then does nothing.
+            # A threshold no query reaches lets only these statements be prepared.
+            raw.prepare_threshold = _NEVER
         with connection.wrap_database_errors:
             return connection._prepare_cursor(  # type: ignore[attr-defined]
-                self.server_binding(connection.connection)
+                self.server_binding(raw)
             )
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> int:
