@@ -6,9 +6,10 @@ A contender does three kinds of work on the same ~1 KB payload:
 - ``cycle``: load an existing session, change one key, save;
 - ``create``: a new session and its first save.
 
-Each round times ``iterations`` operations of one kind for every contender in turn (in a
-shuffled order), so that drift in the machine's speed hits all contenders alike. The
-figure reported is the median over rounds of the mean time per operation.
+Each round times ``iterations`` operations of one kind for every contender; contenders take
+turns every ``chunk`` operations, in a shuffled order, so that drift in the machine's speed
+hits all of them alike. The figure reported is the median over rounds of the mean time per
+operation.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def run(
     rounds: int = 7,
     iterations: int = 300,
     warmup: int = 50,
+    chunk: int = 20,
     seed: int = 0,
 ) -> Results:
     rng = random.Random(seed)
@@ -104,24 +106,29 @@ def run(
         counter = 0
         for _ in range(rounds):
             for operation in OPERATIONS:
-                order = list(contenders)
-                rng.shuffle(order)
-                for contender in order:
-                    own = handles[contender.name]
-                    start = time.perf_counter()
-                    if operation == "read":
-                        for handle in own:
-                            contender.read(handle)
-                    elif operation == "cycle":
-                        for handle in own:
-                            counter += 1
-                            contender.cycle(handle, counter)
-                    else:
-                        for _ in range(iterations):
-                            contender.create()
-                    elapsed = time.perf_counter() - start
-                    key = (contender.name, operation)
-                    results.samples.setdefault(key, []).append(elapsed / iterations * 1e6)
+                spent = dict.fromkeys((c.name for c in contenders), 0.0)
+                # Contenders take turns every `chunk` operations, in a new order each turn,
+                # so a burst of load from elsewhere on the machine hits them all alike.
+                for first in range(0, iterations, chunk):
+                    order = list(contenders)
+                    rng.shuffle(order)
+                    for contender in order:
+                        own = handles[contender.name][first : first + chunk]
+                        start = time.perf_counter()
+                        if operation == "read":
+                            for handle in own:
+                                contender.read(handle)
+                        elif operation == "cycle":
+                            for handle in own:
+                                counter += 1
+                                contender.cycle(handle, counter)
+                        else:
+                            for _ in own:
+                                contender.create()
+                        spent[contender.name] += time.perf_counter() - start
+                for name, seconds in spent.items():
+                    per_op = seconds / iterations * 1e6
+                    results.samples.setdefault((name, operation), []).append(per_op)
     finally:
         for contender in contenders:
             contender.teardown()

@@ -104,36 +104,51 @@ class SQLStorage(Storage):
         sql = app_settings.SQL
         return cls(sql.DATABASE, app_settings.KEY_PREFIX, sql.CLEAR_BATCH_SIZE)
 
-    def _cursor(self) -> Any:
+    def _run(self, sql: str, params: tuple[Any, ...], fetch: bool = False) -> Any:
+        """Execute one statement; return its row when ``fetch``, else its row count."""
         connection = connections[self.alias]
-        if not self.server_binding:
-            return connection.cursor()
-        # psycopg 3 prepares a statement after a few executions, but only on a cursor that
-        # binds parameters on the server; Django's default cursor binds them client-side.
-        # The cursor still goes through Django's wrapper: errors, logging, instrumentation.
+        if self.server_binding is None:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchone() if fetch else cursor.rowcount
+        cursor = self._prepared_cursor(connection)
+        with connection.wrap_database_errors:
+            cursor.execute(sql, params)
+            return cursor.fetchone() if fetch else cursor.rowcount
+
+    def _prepared_cursor(self, connection: Any) -> Any:
+        """The connection's cursor for this engine's statements, which PostgreSQL prepares.
+
+        Django's PostgreSQL cursors bind parameters on the client and prepare nothing, so the
+        server parses and plans every statement again. This one binds on the server, prepares,
+        and lives as long as the connection. It goes through Django's cursor wrapper whenever
+        something watches queries (DEBUG, CaptureQueriesContext, execute wrappers of APM
+        agents); otherwise the wrapper's own checks are made here.
+        """
+        connection.close_if_health_check_failed()
         connection.ensure_connection()
         raw = connection.connection
-        if raw.prepare_threshold is None:
-            # Django turns automatic preparing off; an explicit prepare=True then does nothing.
-            # A threshold no query reaches lets only these statements be prepared.
-            raw.prepare_threshold = _NEVER
-        with connection.wrap_database_errors:
-            return connection._prepare_cursor(  # type: ignore[attr-defined]
-                self.server_binding(raw)
-            )
-
-    def _execute(self, sql: str, params: tuple[Any, ...]) -> int:
-        with self._cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.rowcount  # type: ignore[no-any-return]
+        cached = connection.__dict__.get("_django_azure_sessions_cursor")
+        if cached is None or cached[0] is not raw:
+            if raw.prepare_threshold is None:
+                # Django turns psycopg's preparing off, and prepare=True then does nothing.
+                # A threshold no query reaches lets only these statements be prepared.
+                raw.prepare_threshold = _NEVER
+            cached = (raw, self.server_binding(raw))
+            connection.__dict__["_django_azure_sessions_cursor"] = cached
+        if connection.queries_logged or connection.execute_wrappers:
+            return connection._prepare_cursor(cached[1])
+        connection.validate_thread_sharing()
+        connection.validate_no_broken_transaction()
+        return cached[1]
 
     def _db_time(self, value: datetime.datetime) -> Any:
+        if self.vendor == "postgresql" and settings.USE_TZ:
+            return value  # psycopg sends aware datetimes as they are
         return connections[self.alias].ops.adapt_datetimefield_value(_to_django(value))
 
     def load(self, key: str) -> Record | None:
-        with self._cursor() as cursor:
-            cursor.execute(self.sql_load, (self.prefix + key, self._db_time(utcnow())))
-            row = cursor.fetchone()
+        row = self._run(self.sql_load, (self.prefix + key, self._db_time(utcnow())), fetch=True)
         if row is None:
             return None
         data, version, expires, user_id = row
@@ -150,10 +165,10 @@ class SQLStorage(Storage):
             when,
         )
         if self.sql_create is not None:
-            return 1 if self._execute(self.sql_create, params) == 1 else None
+            return 1 if self._run(self.sql_create, params) == 1 else None
         try:
             with transaction.atomic(using=self.alias):
-                self._execute(self.sql_insert, params)
+                self._run(self.sql_insert, params)
         except IntegrityError:
             return None
         return 1
@@ -167,10 +182,10 @@ class SQLStorage(Storage):
             self.prefix + record.key,
             loaded.version,
         )
-        return loaded.version + 1 if self._execute(self.sql_update, params) == 1 else None
+        return loaded.version + 1 if self._run(self.sql_update, params) == 1 else None
 
     def delete(self, key: str) -> None:
-        self._execute(self.sql_delete, (self.prefix + key,))
+        self._run(self.sql_delete, (self.prefix + key,))
 
     def _queryset(self) -> Any:
         queryset = Session.objects.using(self.alias)

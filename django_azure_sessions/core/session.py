@@ -7,7 +7,6 @@ encoding, expiry and concurrent writers lives here.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime
 import logging
 import random
@@ -41,6 +40,7 @@ class StoreSession(SessionBase):
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
         self._record: Record | None = None  # as loaded or last saved by this object
+        self._stored_as: tuple[str, str] | None = None  # (session key, its storage id)
 
     @classmethod
     def get_storage(cls) -> Storage:
@@ -70,17 +70,24 @@ class StoreSession(SessionBase):
         return {}
 
     def _record_for(self, data: dict[str, Any]) -> Record:
-        assert self._session_key is not None  # saving always has a key by now
         now = utcnow()
         age = self.get_expiry_age(expiry=data.get("_session_expiry"))
         user_id = data.get(USER_ID_KEY)
         return Record(
-            key=keys.storage_id(self._session_key),
+            key=self._storage_id(),
             data=codec.encode(data, self.key_salt, self.serializer),
             expires=now + datetime.timedelta(seconds=age),
             user_id=None if user_id is None else str(user_id),
             updated=now,
         )
+
+    def _storage_id(self) -> str:
+        """The stored id of this session's key, computed once per key."""
+        key = self._session_key
+        assert key is not None
+        if self._stored_as is None or self._stored_as[0] != key:
+            self._stored_as = (key, keys.storage_id(key))
+        return self._stored_as[1]
 
     def _loaded(self, record: Record | None) -> dict[str, Any]:
         if record is None or record.expires <= utcnow():
@@ -89,6 +96,10 @@ class StoreSession(SessionBase):
             return {}
         self._record = record
         return self.decode(record.data)
+
+    @staticmethod
+    def _saved(record: Record, version: Any) -> Record:
+        return Record(record.key, record.data, record.expires, record.user_id, version)
 
     @staticmethod
     def _present(record: Record | None) -> Record:
@@ -123,7 +134,7 @@ class StoreSession(SessionBase):
     def load(self) -> dict[str, Any]:
         if self.session_key is None:
             return {}
-        return self._loaded(self.get_storage().load(keys.storage_id(self.session_key)))
+        return self._loaded(self.get_storage().load(self._storage_id()))
 
     def exists(self, session_key: str) -> bool:
         return keys.is_valid(session_key) and (
@@ -166,7 +177,7 @@ class StoreSession(SessionBase):
                 attempt += 1
                 if version is None:
                     time.sleep(self._backoff(attempt, time.monotonic() - started))
-        self._record = dataclasses.replace(record, version=version)
+        self._record = self._saved(record, version)
         return None
 
     def delete(self, session_key: str | None = None) -> None:
@@ -197,7 +208,7 @@ class StoreSession(SessionBase):
     async def aload(self) -> dict[str, Any]:
         if self.session_key is None:
             return {}
-        record = await self.get_storage().aload(keys.storage_id(self.session_key))
+        record = await self.get_storage().aload(self._storage_id())
         return self._loaded(record)
 
     async def aexists(self, session_key: str) -> bool:
@@ -241,7 +252,7 @@ class StoreSession(SessionBase):
                 attempt += 1
                 if version is None:
                     await asyncio.sleep(self._backoff(attempt, time.monotonic() - started))
-        self._record = dataclasses.replace(record, version=version)
+        self._record = self._saved(record, version)
         return None
 
     async def adelete(self, session_key: str | None = None) -> None:
