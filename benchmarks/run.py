@@ -52,8 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     names = [c.name for c in contenders]
     print(
         f"\n{args.suite}: {args.rounds} rounds x {args.iterations} operations, median of "
-        f"per-round means; Python {platform.python_version()}, Django {django.get_version()}; "
-        f"PostgreSQL synchronous_commit={settings.SYNCHRONOUS_COMMIT}\n"
+        f"per-round means; Python {platform.python_version()}, Django {django.get_version()}"
+        + (
+            f"; PostgreSQL synchronous_commit={settings.SYNCHRONOUS_COMMIT}"
+            if needs_database
+            else ""
+        )
+        + "\n"
     )
     print(harness.table(results, names, suite.BASELINE))
     print()
