@@ -45,11 +45,10 @@ from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
 from django_azure_sessions.core.storage import Record, utcnow
 
+from .concurrency import expected_keys, write_concurrently
 from .fixtures.engines import configured
 from .fixtures.redis import RedisServer, delete_prefix, wait_until
 
-THREADS = 16
-KEYS_PER_THREAD = 10
 ENGINE = "django_azure_sessions.backends.redis"
 
 
@@ -631,41 +630,14 @@ class TestServerKilledMidRequest:
 # No lost updates: 16 threads, 10 keys each, one session
 
 
-def _hammer(worker: Callable[[int], None]) -> list[BaseException]:
-    barrier = threading.Barrier(THREADS)
-    errors: list[BaseException] = []
-
-    def run(number: int) -> None:
-        try:
-            barrier.wait()
-            worker(number)
-        except BaseException as exc:  # reported by the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return errors
-
-
 class TestConcurrentWriters:
     """16 threads each set 10 distinct keys in one session through separate SessionStores."""
 
     def test_no_lost_updates(self, redis_engine: type[SessionStore]) -> None:
-        session = SessionStore()
+        session = redis_engine()
         session.create()
-        key = session.session_key
-
-        def worker(number: int) -> None:
-            for index in range(KEYS_PER_THREAD):
-                store = SessionStore(key)
-                store[f"t{number}-k{index}"] = index
-                store.save()
-
-        assert _hammer(worker) == []
-        assert len(SessionStore(key).load()) == THREADS * KEYS_PER_THREAD
+        final = write_concurrently(redis_engine, session.session_key)
+        assert set(final) == expected_keys()
 
     def test_no_lost_updates_on_the_cluster(self, redis_cluster_engine: type[Any]) -> None:
         self.test_no_lost_updates(redis_cluster_engine)
@@ -684,19 +656,10 @@ class TestConcurrentWriters:
         with override_settings(CACHES=caches, SESSION_CACHE_ALIAS="sessions"):
             session = DjangoCacheStore()
             session.create()
-            key = session.session_key
-
-            def worker(number: int) -> None:
-                for index in range(KEYS_PER_THREAD):
-                    store = DjangoCacheStore(key)
-                    store[f"t{number}-k{index}"] = index
-                    store.save()
-
             try:
-                assert _hammer(worker) == []
-                final = DjangoCacheStore(key).load()
-                assert DjangoCacheStore().exists(key)
-                assert len(final) < THREADS * KEYS_PER_THREAD
+                final = write_concurrently(DjangoCacheStore, session.session_key)
+                assert DjangoCacheStore().exists(session.session_key)
+                assert len(final) < len(expected_keys())
             finally:
                 with redis.Redis.from_url(settings.REDIS_URL) as client:
                     delete_prefix(client, prefix)

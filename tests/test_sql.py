@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,11 +20,10 @@ from django_azure_sessions.core import keys
 from django_azure_sessions.core.storage import Record, utcnow
 from django_azure_sessions.models import Session
 
+from .concurrency import expected_keys, write_concurrently
 from .fixtures.engines import configured
 
 SERVER_DATABASES = ["postgres", "mariadb"]
-THREADS = 16
-KEYS_PER_THREAD = 10
 
 
 @contextlib.contextmanager
@@ -201,28 +200,6 @@ def test_clearsessions_command_uses_the_engine(alias: str) -> None:
     assert not Session.objects.using(alias).filter(key=storage.prefix + "gone").exists()
 
 
-def _hammer(worker: Callable[[int], None]) -> list[BaseException]:
-    """Run ``worker(0..THREADS-1)`` in threads started together; return their errors."""
-    barrier = threading.Barrier(THREADS)
-    errors: list[BaseException] = []
-
-    def run(number: int) -> None:
-        try:
-            barrier.wait()
-            worker(number)
-        except BaseException as exc:  # reported by the test
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return errors
-
-
 @pytest.mark.django_db(databases=["default", *SERVER_DATABASES], transaction=True)
 @pytest.mark.parametrize("database", SERVER_DATABASES)
 class TestConcurrentWriters:
@@ -232,35 +209,17 @@ class TestConcurrentWriters:
         with sql_on(database):
             session = SessionStore()
             session.create()
-            key = session.session_key
-
-            def worker(number: int) -> None:
-                for index in range(KEYS_PER_THREAD):
-                    store = SessionStore(key)
-                    store[f"t{number}-k{index}"] = index
-                    store.save()
-
-            assert _hammer(worker) == []
-            final = SessionStore(key).load()
-            assert len(final) == THREADS * KEYS_PER_THREAD
+            final = write_concurrently(SessionStore, session.session_key)
+        assert set(final) == expected_keys()
 
     def test_djangos_db_engine_loses_updates(self, database: str, settings: Any) -> None:
         """Why the feature exists: the same work through Django's own db engine."""
         settings.DATABASE_ROUTERS = [f"tests.routers.Everything{database.title()}"]
         session = DjangoDBStore()
         session.create()
-        key = session.session_key
-
-        def worker(number: int) -> None:
-            for index in range(KEYS_PER_THREAD):
-                store = DjangoDBStore(key)
-                store[f"t{number}-k{index}"] = index
-                store.save()
-
-        assert _hammer(worker) == []
-        final = DjangoDBStore(key).load()
-        assert DjangoSession.objects.using(database).filter(session_key=key).exists()
-        assert len(final) < THREADS * KEYS_PER_THREAD
+        final = write_concurrently(DjangoDBStore, session.session_key)
+        assert DjangoSession.objects.using(database).filter(pk=session.session_key).exists()
+        assert len(final) < len(expected_keys())
 
 
 @pytest.mark.django_db(databases=["default", "postgres"], transaction=True)

@@ -55,6 +55,7 @@ from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
 from django_azure_sessions.core.storage import Record, SessionTooLarge, utcnow
 
+from .concurrency import KEYS_PER_THREAD, THREADS, write_concurrently
 from .fixtures.engines import configured
 from .fixtures.table import ACCOUNT_KEY, ACCOUNT_NAME, TABLE_NAME, Azurite, table_settings
 
@@ -388,23 +389,10 @@ def _at(seconds: int) -> datetime.datetime:
 
 
 def test_sixteen_threads_lose_no_update(table_engine: type[Any]) -> None:
-    key = table_engine()
-    key.save()
-    session_key = key.session_key
-    barrier = threading.Barrier(16)
-
-    def writer(thread: int) -> None:
-        barrier.wait()
-        for n in range(10):
-            session = table_engine(session_key)
-            session[f"t{thread}-{n}"] = n
-            session.save()
-
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        list(pool.map(writer, range(16)))
-    final = table_engine(session_key)
-    assert len(final.keys()) == 160
-    assert all(final[f"t{t}-{n}"] == n for t in range(16) for n in range(10))
+    session = table_engine()
+    session.save()
+    final = write_concurrently(table_engine, session.session_key)
+    assert final == {f"t{t}-k{i}": i for t in range(THREADS) for i in range(KEYS_PER_THREAD)}
 
 
 # Size: data split over 64 KiB properties, refused above the entity limit
