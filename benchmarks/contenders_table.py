@@ -1,6 +1,6 @@
 """Table suite: this package's Table engine against the raw azure-data-tables floor.
 
-Both on one Azurite (started here from ``node_modules``, in memory, unless
+Both on one Azurite (started as the tests start it, from ``node_modules``, in memory, unless
 ``DAS_BENCH_TABLE_CONNECTION_STRING`` names another endpoint), in one table. The floor is what
 any session store on Table Storage must do at least: ``get_entity``, then ``update_entity``
 with ``If-Match``, of an already-encoded payload of the same size.
@@ -12,16 +12,14 @@ import contextlib
 import datetime
 import os
 import pathlib
-import socket
-import subprocess
 import tempfile
-import time
 from typing import Any
 
 from django.test import override_settings
 
 from django_azure_sessions.backends.table import SessionStore as TableStore
 from django_azure_sessions.core import codec, keys
+from tests.fixtures.table import Azurite
 
 from .contenders_sql import SessionStoreContender, codec_serializer
 from .harness import PAYLOAD, Contender, Target
@@ -33,59 +31,6 @@ TARGETS = [
     Target("read", BASELINE, RAW, 0.9),
 ]
 TABLE_NAME = "benchsessions"
-AZURITE = pathlib.Path(__file__).resolve().parents[1] / "node_modules" / ".bin" / "azurite-table"
-AZURITE_KEY = (  # Azurite's well-known development account key (public, not a secret)
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
-
-
-class Azurite:
-    """An in-memory azurite-table on a free port, for the length of the run."""
-
-    def __init__(self) -> None:
-        if not AZURITE.exists():
-            raise SystemExit(f"{AZURITE} is missing: run `npm ci` at the repository root.")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.workdir = tempfile.TemporaryDirectory()
-        self.process = subprocess.Popen(
-            [
-                str(AZURITE),
-                "--inMemoryPersistence",
-                "--tableHost",
-                "127.0.0.1",
-                "--tablePort",
-                str(self.port),
-                "--skipApiVersionCheck",
-                "--disableTelemetry",
-                "--silent",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=self.workdir.name,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise SystemExit("Azurite did not start within 30 s")
-
-    @property
-    def connection_string(self) -> str:
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
-            f"TableEndpoint=http://127.0.0.1:{self.port}/devstoreaccount1;"
-        )
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(15)
-        self.workdir.cleanup()
 
 
 class Endpoint:
@@ -102,7 +47,9 @@ class Endpoint:
             if configured:
                 self.connection_string = configured
             else:
-                self.azurite = Azurite()
+                self.workdir = tempfile.TemporaryDirectory()
+                self.azurite = Azurite(pathlib.Path(self.workdir.name))
+                self.azurite.start()
                 self.connection_string = self.azurite.connection_string
         self.users += 1
         return self.connection_string
@@ -112,6 +59,7 @@ class Endpoint:
         if self.users == 0 and self.azurite is not None:
             self.azurite.stop()
             self.azurite = None
+            self.workdir.cleanup()
 
 
 ENDPOINT = Endpoint()
