@@ -72,8 +72,8 @@ def test_sign_in_fill_the_cart_and_sign_out(demo_client: Client) -> None:
     anonymous_key = cookie(demo_client)
 
     login_page = demo_client.get("/login/")
-    assert DEMO_USERNAME in login_page.text
-    assert DEMO_PASSWORD in login_page.text
+    assert DEMO_USERNAME in login_page.content.decode()
+    assert DEMO_PASSWORD in login_page.content.decode()
     response = demo_client.post("/login/", {"username": DEMO_USERNAME, "password": DEMO_PASSWORD})
     assert response.status_code == 302
     assert response["Location"] == "/"
@@ -83,21 +83,21 @@ def test_sign_in_fill_the_cart_and_sign_out(demo_client: Client) -> None:
     assert demo_client.session["cart"] == {"coffee": 2, "filters": 1}
     assert PREFIX + hashlib.sha256(anonymous_key.encode()).hexdigest() not in stored_keys()
     page = demo_client.get("/")
-    assert f"Signed in as <strong>{DEMO_USERNAME}</strong>" in page.text
+    assert f"Signed in as <strong>{DEMO_USERNAME}</strong>" in page.content.decode()
 
     signed_in_key = cookie(demo_client)
     response = demo_client.post("/logout/")
     assert response.status_code == 302
     page = demo_client.get("/")
-    assert "Signed in" not in page.text
-    assert 'id="cart">Your cart is empty.' in page.text
+    assert "Signed in" not in page.content.decode()
+    assert 'id="cart">Your cart is empty.' in page.content.decode()
     assert PREFIX + hashlib.sha256(signed_in_key.encode()).hexdigest() not in stored_keys()
 
 
 def test_session_page_shows_engine_and_data_but_no_key_or_secret(demo_client: Client) -> None:
     demo_client.post("/cart/add/coffee/")
     demo_client.post("/login/", {"username": DEMO_USERNAME, "password": DEMO_PASSWORD})
-    page = demo_client.get("/session/").text
+    page = demo_client.get("/session/").content.decode()
     assert SQL_ENGINE in page
     assert "table django_azure_sessions in database &#x27;default&#x27;" in page
     assert "_auth_user_id" in page
