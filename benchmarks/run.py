@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument(
+        "--chunk", type=int, default=20, help="operations a contender runs before the next one"
+    )
+    parser.add_argument(
         "--durable",
         action="store_true",
         help="PostgreSQL commits wait for the WAL flush (synchronous_commit=on)",
@@ -44,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         databases = setup_databases(verbosity=0, interactive=False, aliases={"default"})
     try:
         contenders = suite.contenders()
-        results = harness.run(contenders, rounds=args.rounds, iterations=args.iterations)
+        results = harness.run(
+            contenders, rounds=args.rounds, iterations=args.iterations, chunk=args.chunk
+        )
     finally:
         if needs_database:
             teardown_databases(databases, verbosity=0)
