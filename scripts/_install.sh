@@ -77,6 +77,7 @@ das_install_python() {
     "$DAS_VENV/bin/python" -m pip install -q \
         --editable "$DAS_ROOT${extras:+[$extras]}" \
         --group "$DAS_ROOT/pyproject.toml:test" --group "$DAS_ROOT/pyproject.toml:lint" \
+        --group "$DAS_ROOT/pyproject.toml:bench" \
         "tox>=4.22" \
         || das_die "pip install failed"
     printf '%s' "$fingerprint" >"$stamp"
