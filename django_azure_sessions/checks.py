@@ -131,7 +131,9 @@ def check_installed(
 ) -> list[CheckMessage]:
     if not str(getattr(settings, "SESSION_ENGINE", "")).startswith(ENGINE_PREFIX):
         return []
-    apps = list(settings.INSTALLED_APPS)
+    from django.apps import apps as registry
+
+    apps = [config.name for config in registry.get_app_configs()]  # also for AppConfig paths
     if "django_azure_sessions" not in apps:
         return [
             _error(

@@ -22,13 +22,17 @@ _SAS_OR_KEY = re.compile(r"(?i)((?:^|[?&;])(?:sig|accountkey|sharedaccesssignatu
 
 
 def _url_without_password(url: str, substitute: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # not a URL that can be taken apart: show none of it
+        return substitute
     if parts.password is None:
         return _SAS_OR_KEY.sub(rf"\g<1>{substitute}", url)
     user = parts.username or ""
     host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    if port is not None:
+        host = f"{host}:{port}"
     netloc = f"{user}:{substitute}@{host}"
     return _SAS_OR_KEY.sub(rf"\g<1>{substitute}", urlunsplit(parts._replace(netloc=netloc)))
 

@@ -97,3 +97,12 @@ def test_settings_are_read_live() -> None:
         assert app_settings.SQL.CLEAR_BATCH_SIZE == 7
         assert app_settings.SQL.DATABASE == "default"
     assert app_settings.KEY_PREFIX == ""
+
+
+def test_app_listed_by_its_config_class(settings: Any) -> None:
+    apps = [
+        "django_azure_sessions.apps.AzureSessionsConfig" if a == "django_azure_sessions" else a
+        for a in settings.INSTALLED_APPS
+    ]
+    found = ids(SESSION_ENGINE=SQL_ENGINE, INSTALLED_APPS=apps)
+    assert not {i for i in found if i.startswith("django_azure_sessions")}

@@ -277,17 +277,29 @@ def test_no_resurrection_of_deleted_session(engine: type[Any], api: API) -> None
     assert stored(engine, key) is None
 
 
-def test_save_without_loading_is_an_update_of_the_existing_record(
-    engine: type[Any], api: API
-) -> None:
-    session = saved_session(engine, api, a=1, b=2)
+def test_clear_without_loading_replaces_the_stored_data(engine: type[Any], api: API) -> None:
+    """clear() reads nothing; the save that follows stores exactly what the session holds."""
+    session = saved_session(engine, api, **{USER_ID_KEY: "1", "a": 1})
     blind = engine(session.session_key)
-    blind._session_cache = {"c": 3}
+    blind.clear()
+    api.set(blind, "b", 2)
     api(blind, "save")
-    assert dict(engine(session.session_key).items()) == {"a": 1, "b": 2, "c": 3}
+    assert dict(engine(session.session_key).items()) == {"b": 2}
     api(session, "delete")
+    blind.clear()
     with pytest.raises(UpdateError):
         api(blind, "save")
+
+
+def test_save_of_an_unknown_key_without_loading_creates_a_session(
+    engine: type[Any], api: API
+) -> None:
+    unknown = keys.new_key()
+    session = engine(unknown)
+    api(session, "save")
+    assert session.session_key not in (None, unknown)
+    assert stored(engine, session.session_key) is not None
+    assert stored(engine, unknown) is None
 
 
 # No lost updates

@@ -72,3 +72,11 @@ def test_a_check_warns_while_secrets_would_show() -> None:
         assert "django_azure_sessions.W002" not in {m.id for m in run_checks()}
     with override_settings(AZURE_SESSIONS={"REDIS": {"URL": "redis://127.0.0.1:6379/0"}}):
         assert "django_azure_sessions.W002" not in {m.id for m in run_checks()}
+
+
+def test_a_url_that_cannot_be_parsed_is_hidden_whole() -> None:
+    config = {"REDIS": {"URL": f"redis://:{REDIS_KEY}@host:port/0"}}
+    with override_settings(AZURE_SESSIONS=config):
+        clean = SafeExceptionReporterFilter().get_safe_settings()["AZURE_SESSIONS"]
+        assert REDIS_KEY not in repr(clean)
+        run_checks()  # the check that calls the same code does not crash

@@ -13,6 +13,7 @@ from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.contrib.sessions.backends.db import SessionStore as DjangoDBStore
 from django.contrib.sessions.models import Session as DjangoSession
 from django.db import OperationalError, connections
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from django_azure_sessions.backends.sql import SessionStore, SQLStorage
@@ -287,3 +288,39 @@ def test_lost_connection_is_an_error_not_an_empty_session() -> None:
         assert broken.session_key == session.session_key  # not logged out
         connection.close()  # what Django does at the end of the failed request
         assert SessionStore(session.session_key)["a"] == 1
+
+
+@pytest.mark.django_db(databases="__all__")
+def test_a_shorter_prefix_does_not_list_another_sites_sessions() -> None:
+    with override_settings(AZURE_SESSIONS={"KEY_PREFIX": "shop", "SQL": {"DATABASE": "default"}}):
+        other = SessionStore()
+        other["a"] = 1
+        other.save()
+    with override_settings(AZURE_SESSIONS={"KEY_PREFIX": "sho", "SQL": {"DATABASE": "default"}}):
+        mine = SessionStore()
+        mine["a"] = 1
+        mine.save()
+        listed = {record.key for record in SQLStorage.get().page(limit=1000).records}
+    assert listed == {keys.storage_id(mine.session_key)}
+
+
+@pytest.mark.django_db(databases="__all__")
+def test_statements_are_prepared_from_their_second_run_on_a_connection() -> None:
+    """A connection kept for one request (CONN_MAX_AGE = 0) never pays a prepare round trip."""
+
+    def prepared() -> int:
+        with connections["postgres"].cursor() as check:
+            check.execute("SELECT count(*) FROM pg_prepared_statements")
+            return int(check.fetchone()[0])
+
+    with sql_on("postgres"):
+        storage = SQLStorage.get()
+        cursor = storage._prepared_cursor(connections["postgres"])
+        cursor.seen.clear()
+        before = prepared()
+        storage.load("0" * 64)
+        assert prepared() == before
+        storage.load("0" * 64)
+        assert prepared() == before + 1
+        storage.load("0" * 64)
+        assert prepared() == before + 1

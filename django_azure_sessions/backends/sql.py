@@ -14,6 +14,7 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from ..conf import app_settings
+from ..core import keys
 from ..core.session import StoreSession
 from ..core.storage import Page, Record, Storage, utcnow
 from ..models import Session
@@ -24,17 +25,9 @@ _COLUMNS = ("key", "data", "expires", "user_id", "version", "created", "updated"
 
 def _to_django(value: datetime.datetime) -> datetime.datetime:
     """An aware UTC datetime as Django stores it under the current ``USE_TZ``."""
-    return value if settings.USE_TZ else timezone.make_naive(value)
-
-
-def _from_django(value: Any) -> datetime.datetime:
-    if isinstance(value, str):  # SQLite through a raw cursor
-        value = datetime.datetime.fromisoformat(value)
-    if timezone.is_naive(value):
-        value = timezone.make_aware(
-            value, datetime.timezone.utc if settings.USE_TZ else timezone.get_default_timezone()
-        )
-    return value.astimezone(datetime.timezone.utc)  # type: ignore[no-any-return]
+    if settings.USE_TZ:
+        return value
+    return timezone.make_naive(value, timezone.get_default_timezone())
 
 
 def _server_binding_cursor(connection: Any) -> Any:
@@ -57,8 +50,19 @@ def _server_binding_cursor(connection: Any) -> Any:
     import psycopg
 
     class PreparingCursor(psycopg.Cursor[Any]):
+        """Prepares a statement the second time it runs: preparing costs a round trip, which
+        a connection that lives for one request (CONN_MAX_AGE = 0) would never win back."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.seen: set[str] = set()
+
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            kwargs.setdefault("prepare", True)
+            if query in self.seen:
+                kwargs.setdefault("prepare", True)
+            else:
+                self.seen.add(query)
+                kwargs.setdefault("prepare", False)
             return super().execute(query, params, **kwargs)
 
     return PreparingCursor
@@ -90,8 +94,10 @@ class SQLStorage(Storage):
             f"INTO {table} ({key}, {data}, {expires}, {user_id}, {version}, {created}, {updated})"
             " VALUES (%s, %s, %s, %s, 1, %s, %s)"
         )
-        if self.vendor in ("postgresql", "sqlite"):
+        if self.vendor == "postgresql":
             self.sql_create: str | None = f"INSERT {insert} ON CONFLICT ({key}) DO NOTHING"
+        elif self.vendor == "sqlite":  # ON CONFLICT needs SQLite 3.24; Django 4.2 allows 3.21
+            self.sql_create = f"INSERT OR IGNORE {insert}"
         elif self.vendor == "mysql":
             self.sql_create = f"INSERT IGNORE {insert}"
         else:  # SQL Server, Oracle...: plain INSERT, a duplicate key is an IntegrityError
@@ -152,7 +158,7 @@ class SQLStorage(Storage):
         if row is None:
             return None
         data, version, expires, user_id = row
-        return Record(key, bytes(data), _from_django(expires), user_id, version)
+        return Record(key, bytes(data), self._from_db(expires), user_id, version)
 
     def create(self, record: Record) -> int | None:
         when = self._db_time(record.updated or utcnow())
@@ -191,16 +197,32 @@ class SQLStorage(Storage):
         queryset = Session.objects.using(self.alias)
         return queryset.filter(key__startswith=self.prefix) if self.prefix else queryset
 
+    def _from_db(self, value: Any) -> datetime.datetime:
+        """A datetime read back from the database, as an aware UTC datetime."""
+        if isinstance(value, str):  # SQLite through a raw cursor
+            value = datetime.datetime.fromisoformat(value)
+        if timezone.is_naive(value):  # in the zone Django wrote it in, as its ORM reads it
+            zone = connections[self.alias].timezone or timezone.get_default_timezone()
+            value = timezone.make_aware(value, zone)
+        return value.astimezone(datetime.timezone.utc)  # type: ignore[no-any-return]
+
     def _record(self, row: Session) -> Record:
         return Record(
             key=row.key[len(self.prefix) :],
             data=bytes(row.data),
-            expires=_from_django(row.expires),
+            expires=self._from_db(row.expires),
             user_id=row.user_id,
             version=row.version,
-            created=_from_django(row.created),
-            updated=_from_django(row.updated),
+            created=self._from_db(row.created),
+            updated=self._from_db(row.updated),
         )
+
+    def _own(self, rows: Any) -> list[Record]:
+        """The records among ``rows`` that are this site's: a shorter ``KEY_PREFIX`` of
+        another site sharing the table matches its rows too."""
+        return [
+            self._record(row) for row in rows if keys.is_storage_id(row.key[len(self.prefix) :])
+        ]
 
     def clear_expired(self) -> int:
         removed = 0
@@ -215,14 +237,15 @@ class SQLStorage(Storage):
 
     def user_records(self, user_id: str) -> list[Record]:
         live = self._queryset().filter(user_id=user_id, expires__gt=_to_django(utcnow()))
-        return [self._record(row) for row in live.order_by("key")]
+        return self._own(live.order_by("key"))
 
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
         live = self._queryset().filter(expires__gt=_to_django(utcnow())).order_by("key")
         if cursor is not None:
             live = live.filter(key__gt=self.prefix + cursor)
-        records = [self._record(row) for row in live[:limit]]
-        return Page(records, records[-1].key if len(records) == limit else None)
+        rows = list(live[:limit])
+        records = self._own(rows)
+        return Page(records, rows[-1].key[len(self.prefix) :] if len(rows) == limit else None)
 
 
 class SessionStore(StoreSession):

@@ -13,6 +13,7 @@ from ..conf import app_settings
 MIN_LENGTH = 8
 MAX_LENGTH = 40
 _VALID = re.compile(rf"[a-z0-9]{{{MIN_LENGTH},{MAX_LENGTH}}}")
+_HASHED = re.compile(r"[0-9a-f]{64}")
 
 
 def is_valid(key: object) -> bool:
@@ -46,3 +47,9 @@ def storage_id(session_key: str) -> str:
     if app_settings.HASH_KEYS:
         return hashlib.sha256(session_key.encode("ascii")).hexdigest()
     return session_key
+
+
+def is_storage_id(value: str) -> bool:
+    """Whether ``value`` is what ``storage_id()`` makes under the current settings."""
+    pattern = _HASHED if app_settings.HASH_KEYS else _VALID
+    return pattern.fullmatch(value) is not None

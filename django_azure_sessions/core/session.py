@@ -156,6 +156,8 @@ class StoreSession(SessionBase):
         if self.session_key is None:
             return self.create()
         data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
+        if self._session_key is None:  # loading found no session: this is a new one
+            return self.create()
         storage = self.get_storage()
         record = self._record_for(data)
         if must_create:
@@ -164,9 +166,8 @@ class StoreSession(SessionBase):
                 raise CreateError
         else:
             loaded = self._record
-            if loaded is None:  # data set without reading the record: apply it on top
-                loaded = self._present(storage.load(record.key))
-                record = self._rebase(loaded, data, 0)
+            if loaded is None:  # data replaced without reading (clear()): it replaces the record
+                loaded = self._record = self._present(storage.load(record.key))
             version = storage.update(record, loaded)
             attempt = 0
             while version is None:
@@ -231,6 +232,8 @@ class StoreSession(SessionBase):
         if self.session_key is None:
             return await self.acreate()
         data = await self._aget_data(no_load=must_create)
+        if self._session_key is None:  # loading found no session: this is a new one
+            return await self.acreate()
         storage = self.get_storage()
         record = self._record_for(data)
         if must_create:
@@ -240,8 +243,7 @@ class StoreSession(SessionBase):
         else:
             loaded = self._record
             if loaded is None:
-                loaded = self._present(await storage.aload(record.key))
-                record = self._rebase(loaded, data, 0)
+                loaded = self._record = self._present(await storage.aload(record.key))
             version = await storage.aupdate(record, loaded)
             attempt = 0
             while version is None:
