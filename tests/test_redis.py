@@ -7,7 +7,6 @@ flushed; the tests that kill, fail over, flush scripts or need ACLs start their 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import subprocess
 import sys
@@ -43,10 +42,9 @@ from django_azure_sessions.backends.redis_connection import (
 from django_azure_sessions.conf import RedisSettings, app_settings
 from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
-from django_azure_sessions.core.storage import Record, utcnow
 
 from .concurrency import expected_keys, write_concurrently
-from .fixtures.engines import configured
+from .fixtures.engines import configured, make_record
 from .fixtures.redis import RedisServer, delete_prefix, wait_until
 
 ENGINE = "django_azure_sessions.backends.redis"
@@ -67,17 +65,6 @@ def saved(**data: Any) -> SessionStore:
     session.update(data)
     session.save()
     return session
-
-
-def record(key: str, *, expires_in: float = 3600, user_id: str | None = None) -> Record:
-    now = utcnow()
-    return Record(
-        key=key,
-        data=b"x",
-        expires=now + datetime.timedelta(seconds=expires_in),
-        user_id=user_id,
-        updated=now,
-    )
 
 
 class CommandCounter:
@@ -353,24 +340,24 @@ class TestStorage:
 
     def test_create_is_set_if_absent(self, redis_engine: type[SessionStore]) -> None:
         store = storage()
-        assert store.create(record("k" * 64)) is not None
-        assert store.create(record("k" * 64)) is None
+        assert store.create(make_record("k" * 64)) is not None
+        assert store.create(make_record("k" * 64)) is None
 
     def test_update_is_conditional_on_the_version(self, redis_engine: type[SessionStore]) -> None:
         store = storage()
-        store.create(record("v" * 64))
+        store.create(make_record("v" * 64))
         loaded = store.load("v" * 64)
         assert loaded is not None
-        assert store.update(record("v" * 64), loaded) is not None
-        assert store.update(record("v" * 64), loaded) is None  # stale version
-        assert store.update(record("w" * 64), loaded) is None  # absent
+        assert store.update(make_record("v" * 64), loaded) is not None
+        assert store.update(make_record("v" * 64), loaded) is None  # stale version
+        assert store.update(make_record("w" * 64), loaded) is None  # absent
 
     def test_clear_expired_prunes_only_the_user_index(
         self, redis_engine: type[SessionStore]
     ) -> None:
         store = storage()
-        store.create(record("a" * 64, expires_in=0.5, user_id="5"))
-        store.create(record("b" * 64, expires_in=3600, user_id="5"))
+        store.create(make_record("a" * 64, expires_in=0.5, user_id="5"))
+        store.create(make_record("b" * 64, expires_in=3600, user_id="5"))
         user_key = store.user_key("5")
         assert store.client.zcard(user_key) == 2
         time.sleep(0.6)

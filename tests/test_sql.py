@@ -18,11 +18,11 @@ from django.test.utils import CaptureQueriesContext
 
 from django_azure_sessions.backends.sql import SessionStore, SQLStorage
 from django_azure_sessions.core import keys
-from django_azure_sessions.core.storage import Record, utcnow
+from django_azure_sessions.core.storage import utcnow
 from django_azure_sessions.models import Session
 
 from .concurrency import expected_keys, write_concurrently
-from .fixtures.engines import configured
+from .fixtures.engines import configured, make_record
 
 SERVER_DATABASES = ["postgres", "mariadb"]
 
@@ -36,17 +36,6 @@ def sql_on(alias: str) -> Iterator[type[SessionStore]]:
 def alias(request: pytest.FixtureRequest) -> Iterator[str]:
     with sql_on(request.param):
         yield request.param
-
-
-def _record(key: str, *, expires_in: float = 3600, user_id: str | None = None) -> Record:
-    now = utcnow()
-    return Record(
-        key=key,
-        data=b"x",
-        expires=now + datetime.timedelta(seconds=expires_in),
-        user_id=user_id,
-        updated=now,
-    )
 
 
 @pytest.mark.django_db(databases="__all__")
@@ -86,14 +75,14 @@ class TestStatements:
 
     def test_insert_if_absent_on_every_vendor_path(self, alias: str) -> None:
         storage = SQLStorage.get()
-        assert storage.create(_record("k1")) == 1
-        assert storage.create(_record("k1")) is None
+        assert storage.create(make_record("k1")) == 1
+        assert storage.create(make_record("k1")) is None
         # The plain INSERT path taken on SQL Server and other vendors.
         generic = SQLStorage(alias, storage.prefix, 1000)
         generic.sql_create = None
-        assert generic.create(_record("k2")) == 1
-        assert generic.create(_record("k2")) is None
-        assert generic.create(_record("k1")) is None
+        assert generic.create(make_record("k2")) == 1
+        assert generic.create(make_record("k2")) is None
+        assert generic.create(make_record("k1")) is None
 
     def test_create_error_on_taken_key(self, alias: str) -> None:
         session = SessionStore()
@@ -105,18 +94,18 @@ class TestStatements:
 
     def test_update_is_conditional_on_version(self, alias: str) -> None:
         storage = SQLStorage.get()
-        version = storage.create(_record("k"))
+        version = storage.create(make_record("k"))
         loaded = storage.load("k")
         assert loaded is not None
         assert loaded.version == version
-        assert storage.update(_record("k"), loaded) == version + 1
-        assert storage.update(_record("k"), loaded) is None  # stale version
+        assert storage.update(make_record("k"), loaded) == version + 1
+        assert storage.update(make_record("k"), loaded) is None  # stale version
         storage.delete("k")
-        assert storage.update(_record("k"), loaded) is None  # gone
+        assert storage.update(make_record("k"), loaded) is None  # gone
 
     def test_expired_row_is_not_loaded(self, alias: str) -> None:
         storage = SQLStorage.get()
-        storage.create(_record("old", expires_in=-1))
+        storage.create(make_record("old", expires_in=-1))
         assert storage.load("old") is None
         assert Session.objects.using(alias).filter(key__endswith="old").exists()
 
@@ -194,8 +183,8 @@ def test_clearsessions_command_uses_the_engine(alias: str) -> None:
     from django.core.management import call_command
 
     storage = SQLStorage.get()
-    storage.create(_record("gone", expires_in=-5))
-    storage.create(_record("here"))
+    storage.create(make_record("gone", expires_in=-5))
+    storage.create(make_record("here"))
     call_command("clearsessions")
     assert Session.objects.using(alias).filter(key=storage.prefix + "here").exists()
     assert not Session.objects.using(alias).filter(key=storage.prefix + "gone").exists()
