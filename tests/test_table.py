@@ -603,15 +603,20 @@ def _bulk_sessions(storage: TableStorage, count: int, expires: datetime.datetime
     return made
 
 
-def _live_keys(storage: TableStorage) -> set[str]:
-    found: set[str] = set()
+def _listed_keys(storage: TableStorage, limit: int = 1000) -> list[str]:
+    """Every key ``page()`` lists, page after page, in the order it lists them."""
+    found: list[str] = []
     cursor = None
     while True:
-        page = storage.page(cursor, limit=1000)
-        found.update(record.key for record in page.records)
+        page = storage.page(cursor, limit=limit)
+        found.extend(record.key for record in page.records)
         cursor = page.next_cursor
         if cursor is None:
             return found
+
+
+def _live_keys(storage: TableStorage) -> set[str]:
+    return set(_listed_keys(storage))
 
 
 def _fresh_storage(azurite: Azurite, table_name: str) -> TableStorage:
@@ -966,14 +971,7 @@ def test_page_walks_partitions_in_key_order(table_engine: type[Any]) -> None:
         session = table_engine()
         session.save()
         made.append(keys.storage_id(session.session_key))
-    seen: list[str] = []
-    cursor = None
-    while True:
-        page = storage.page(cursor, limit=5)
-        seen.extend(record.key for record in page.records)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
+    seen = _listed_keys(storage, limit=5)
     assert seen == sorted(seen)
     assert set(made) <= set(seen)
     assert async_to_sync(storage.apage)(None, 3).records == storage.page(None, 3).records
