@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 SETTING_NAME = "AZURE_SESSIONS"
 
@@ -61,12 +63,26 @@ def section_keys(name: str) -> frozenset[str]:
 
 
 class Settings:
-    """Typed, live view of ``settings.AZURE_SESSIONS``; ``override_settings`` just works."""
+    """Typed view of ``settings.AZURE_SESSIONS``; ``override_settings`` just works.
+
+    The setting is read once and again whenever ``setting_changed`` says it changed (as
+    Django does for its own cached settings), since ``HASH_KEYS`` is read on every request.
+    """
+
+    def __init__(self) -> None:
+        self._raw: dict[str, Any] | None = None
 
     @property
     def raw(self) -> dict[str, Any]:
-        value = getattr(django_settings, SETTING_NAME, None)
-        return value if isinstance(value, dict) else {}
+        raw = self._raw
+        if raw is None:
+            value = getattr(django_settings, SETTING_NAME, None)
+            raw = self._raw = value if isinstance(value, dict) else {}
+        return raw
+
+    def reload(self) -> None:
+        """Read ``settings.AZURE_SESSIONS`` again on next use."""
+        self._raw = None
 
     def _get(self, key: str) -> Any:
         return self.raw.get(key, TOP_LEVEL_DEFAULTS[key])
@@ -102,3 +118,9 @@ class Settings:
 
 
 app_settings = Settings()
+
+
+@receiver(setting_changed)
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        app_settings.reload()

@@ -83,7 +83,7 @@ def test_app_listed_after_contrib_sessions_warns(settings: Any) -> None:
     assert "django_azure_sessions.W001" in found
 
 
-def test_settings_are_read_live() -> None:
+def test_settings_follow_override_settings() -> None:
     assert app_settings.KEY_PREFIX == ""
     assert app_settings.HASH_KEYS is True
     assert app_settings.CONFLICT_RETRIES == 20

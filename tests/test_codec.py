@@ -53,6 +53,11 @@ def test_signature_depends_on_salt_and_secret() -> None:
             codec.decode(encoded, SALT, JSONSerializer)
         with override_settings(SECRET_KEY_FALLBACKS=["tests-secret-key-not-for-production"]):
             assert codec.decode(encoded, SALT, JSONSerializer) == {"a": 1}
+        rotated = codec.encode({"a": 2}, SALT, JSONSerializer)
+    # The keys are cached per salt: each override above rebuilt them, and so does leaving it.
+    with pytest.raises(signing.BadSignature):
+        codec.decode(rotated, SALT, JSONSerializer)
+    assert codec.decode(encoded, SALT, JSONSerializer) == {"a": 1}
 
 
 def test_djangos_own_encoding_is_read() -> None:

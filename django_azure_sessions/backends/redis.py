@@ -104,17 +104,15 @@ class Version(NamedTuple):
 
 
 class _Call(NamedTuple):
-    """A command of a save: ``script`` by its SHA on ``key``, or the plain command ``args``."""
+    """A command of a save on ``key``: ``script`` (by its SHA) if it runs one, and the command."""
 
     script: Script | None
     key: str
-    args: tuple[Any, ...]
+    command: tuple[Any, ...]
 
-    @property
-    def command(self) -> tuple[Any, ...]:
-        if self.script is None:
-            return self.args
-        return ("EVALSHA", self.script.sha, 1, self.key, *self.args)
+
+def _script_call(script: Script, key: str, *args: Any) -> _Call:
+    return _Call(script, key, ("EVALSHA", script.sha, 1, key, *args))
 
 
 def _ms(value: datetime.datetime) -> int:
@@ -161,6 +159,7 @@ class RedisStorage(Storage):
         self._local = threading.local()
         self._async_clients: dict[asyncio.AbstractEventLoop, tuple[Any, AsyncIterator[None]]] = {}
         self._errors = import_redis().exceptions
+        self._noscript = self._errors.NoScriptError
 
     @classmethod
     def from_settings(cls) -> RedisStorage:
@@ -210,7 +209,7 @@ class RedisStorage(Storage):
             # Cover twice the remaining lifetime: a session saved on every request needs a new
             # index entry about once per lifetime, not once per save.
             indexed = 2 * expires - now
-            calls.append(_Call(INDEX, self.user_key(user), (record.key, indexed, now)))
+            calls.append(_script_call(INDEX, self.user_key(user), record.key, indexed, now))
         user_bytes = b"" if user is None else user.encode()
         if len(user_bytes) >= NO_USER:
             raise ValueError("A user id of 64 KiB or more cannot be stored with a session.")
@@ -232,7 +231,7 @@ class RedisStorage(Storage):
             calls.append(_Call(None, key, ("SET", key, value, "NX", "PX", max(ttl, 1))))
         else:
             expected = VERSION.pack(loaded.version.number)
-            calls.append(_Call(UPDATE, key, (expected, value, ttl)))
+            calls.append(_script_call(UPDATE, key, expected, value, ttl))
         return calls, Version(version, indexed, created)
 
     def _failures(
@@ -250,11 +249,8 @@ class RedisStorage(Storage):
             if not saved:
                 return results[0], None
             args = (VERSION.pack(version.number), struct.pack(">q", 0))
-            return results[0], _Call(FORGET_INDEX, calls[-1].key, args)
+            return results[0], _script_call(FORGET_INDEX, calls[-1].key, *args)
         return None, None
-
-    def _is_noscript(self, result: Any) -> bool:
-        return isinstance(result, self._errors.NoScriptError)
 
     # Sync API
 
@@ -324,7 +320,7 @@ class RedisStorage(Storage):
     def _run(self, calls: list[_Call]) -> list[Any]:
         """Run the calls in one round trip; load a script again if the server lost it."""
         results = self._send([call.command for call in calls])
-        lost = [i for i, result in enumerate(results) if self._is_noscript(result)]
+        lost = [i for i, result in enumerate(results) if isinstance(result, self._noscript)]
         if lost:
             for script in {calls[i].script for i in lost}:
                 self.client.script_load(script.source)  # type: ignore[union-attr]
@@ -445,7 +441,7 @@ class RedisStorage(Storage):
 
     async def _arun(self, calls: list[_Call]) -> list[Any]:
         results = await self._asend([call.command for call in calls])
-        lost = [i for i, result in enumerate(results) if self._is_noscript(result)]
+        lost = [i for i, result in enumerate(results) if isinstance(result, self._noscript)]
         if lost:
             client = await self.aclient()
             for script in {calls[i].script for i in lost}:

@@ -10,7 +10,6 @@ Django's engines keep working.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import zlib
@@ -18,6 +17,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core import signing
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 MAGIC = b"~1"  # "~" is outside the alphabet of django.core.signing output
 MAGIC_COMPRESSED = b"~z"
@@ -26,7 +27,21 @@ _HEADER = len(MAGIC) + _SIG_SIZE
 COMPRESS_FROM = 4096  # bytes of serialized payload; smaller payloads gain little
 
 
-@functools.lru_cache(maxsize=32)
+# Per salt: the HMAC of SECRET_KEY first, then one per SECRET_KEY_FALLBACKS entry, each ready
+# to be copied. Built on first use, so the hot path reads no setting; dropped when either
+# setting changes (override_settings, tests).
+_keyrings: dict[str, tuple[Any, ...]] = {}
+
+
+def _keyring(salt: str) -> tuple[Any, ...]:
+    try:
+        return _keyrings[salt]
+    except KeyError:
+        secrets = (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ()))
+        ring = _keyrings[salt] = tuple(_mac(secret, salt) for secret in secrets)
+        return ring
+
+
 def _mac(secret: str | bytes, salt: str) -> Any:
     if isinstance(secret, str):
         secret = secret.encode()
@@ -34,8 +49,14 @@ def _mac(secret: str | bytes, salt: str) -> Any:
     return hmac.new(key, digestmod=hashlib.sha256)
 
 
-def _sign(secret: str | bytes, salt: str, body: bytes) -> bytes:
-    mac = _mac(secret, salt).copy()
+@receiver(setting_changed)
+def _forget_keys(*, setting: str, **kwargs: Any) -> None:
+    if setting in {"SECRET_KEY", "SECRET_KEY_FALLBACKS"}:
+        _keyrings.clear()
+
+
+def _sign(mac: Any, body: bytes) -> bytes:
+    mac = mac.copy()
     mac.update(body)
     return mac.digest()  # type: ignore[no-any-return]
 
@@ -47,7 +68,7 @@ def encode(session_dict: dict[str, Any], salt: str, serializer: Any) -> bytes:
         compressed = zlib.compress(payload, 1)
         if len(compressed) < len(payload):
             payload, magic = compressed, MAGIC_COMPRESSED
-    return magic + _sign(settings.SECRET_KEY, salt, payload) + payload
+    return magic + _sign(_keyring(salt)[0], payload) + payload
 
 
 def decode(data: bytes | str, salt: str, serializer: Any) -> dict[str, Any]:
@@ -62,8 +83,8 @@ def decode(data: bytes | str, salt: str, serializer: Any) -> dict[str, Any]:
             raise signing.BadSignature("Session data is neither format") from None
         return signing.loads(text, salt=salt, serializer=serializer)  # type: ignore[no-any-return]
     signature, payload = data[len(MAGIC) : _HEADER], data[_HEADER:]
-    for secret in (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ())):
-        if hmac.compare_digest(_sign(secret, salt, payload), signature):
+    for mac in _keyring(salt):
+        if hmac.compare_digest(_sign(mac, payload), signature):
             break
     else:
         raise signing.BadSignature("Session data signature does not match")
