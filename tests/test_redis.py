@@ -7,6 +7,7 @@ flushed; the tests that kill, fail over, flush scripts or need ACLs start their 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -45,7 +46,8 @@ from django_azure_sessions.core.session import USER_ID_KEY
 
 from .concurrency import expected_keys, write_concurrently
 from .fixtures.engines import configured, make_record
-from .fixtures.redis import RedisServer, delete_prefix, wait_until
+from .fixtures.redis import RedisServer, delete_prefix, free_port, wait_until
+from .fixtures.tls import self_signed_certificate
 
 ENGINE = "django_azure_sessions.backends.redis"
 
@@ -612,6 +614,62 @@ class TestServerKilledMidRequest:
         redis_server.start()
         assert client.get("/cart/").json() == {USER_ID_KEY: "7", "cart": ["apple"]}
         assert client.cookies[settings.SESSION_COOKIE_NAME].value == cookie
+
+
+# TLS, as Azure requires it (rediss://, port 6380 or 10000)
+
+
+@dataclasses.dataclass
+class TLSServer:
+    server: RedisServer
+    port: int  # where it speaks TLS
+    ca: Path  # its self-signed certificate
+
+    @property
+    def url(self) -> str:
+        return f"rediss://:tls-secret@127.0.0.1:{self.port}/0"
+
+
+@pytest.fixture(scope="class")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
+    """A redis-server that also listens with TLS, on a certificate no system trusts."""
+    directory = tmp_path_factory.mktemp("redis-tls")
+    cert, key = self_signed_certificate(directory)
+    port = free_port()
+    server = RedisServer(
+        directory,
+        "--tls-port", str(port),
+        "--tls-cert-file", str(cert),
+        "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(cert),
+        "--tls-auth-clients", "no",
+        password="tls-secret",
+    )  # fmt: skip
+    server.start()
+    yield TLSServer(server, port, cert)
+    server.stop()
+
+
+class TestTLS:
+    def test_sessions_round_trip_over_tls(self, tls_server: TLSServer) -> None:
+        with redis_on(URL=tls_server.url, OPTIONS={"ssl_ca_certs": str(tls_server.ca)}) as store:
+            session = store()
+            session[USER_ID_KEY] = "5"
+            session.save()
+            assert store(session.session_key).load() == {USER_ID_KEY: "5"}
+            assert async_to_sync(store(session.session_key).aload)() == {USER_ID_KEY: "5"}
+            assert [r.user_id for r in store.get_storage().user_records("5")] == ["5"]
+            with tls_server.server.client() as plain:  # the same server, seen without TLS
+                assert plain.exists(storage().session_key(session._storage_id()))
+
+    def test_an_untrusted_certificate_is_refused(self, tls_server: TLSServer) -> None:
+        # No ssl_ca_certs: the system's trust store, and verification is on by default.
+        with (
+            redis_on(URL=tls_server.url, RETRIES=0) as store,
+            pytest.raises(redis.ConnectionError, match="CERTIFICATE_VERIFY_FAILED") as info,
+        ):
+            store(keys.new_key()).load()
+        assert "tls-secret" not in str(info.value)
 
 
 # No lost updates: 16 threads, 10 keys each, one session

@@ -10,7 +10,6 @@ import datetime
 import hashlib
 import http.client
 import http.server
-import ipaddress
 import json
 import logging
 import os
@@ -59,6 +58,7 @@ from django_azure_sessions.core.storage import Record, SessionTooLarge, utcnow
 from .concurrency import KEYS_PER_THREAD, THREADS, write_concurrently
 from .fixtures.engines import configured
 from .fixtures.table import ACCOUNT_KEY, ACCOUNT_NAME, TABLE_NAME, Azurite, table_settings
+from .fixtures.tls import self_signed_certificate
 
 table_store = contextlib.contextmanager(configured)
 
@@ -207,45 +207,6 @@ def test_a_wrong_key_is_an_error_not_an_empty_session(azurite: Azurite) -> None:
     ):
         engine(keys.new_key()).load()
     assert wrong not in str(info.value)
-
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    public = key.public_key()
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 @pytest.fixture(scope="module")
