@@ -25,7 +25,11 @@ import django
 import pytest
 from asgiref.sync import async_to_sync
 from azure.core.credentials import AccessToken, AzureNamedKeyCredential, AzureSasCredential
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.data.tables import (
     AccountSasPermissions,
     ResourceTypes,
@@ -559,8 +563,20 @@ def _bulk_sessions(storage: TableStorage, count: int, expires: datetime.datetime
         made.append(key)
     batches = [ops[i : i + 100] for ops in by_partition.values() for i in range(0, len(ops), 100)]
     client = storage.raw_client()
+
+    def submit(batch: list[Any]) -> None:
+        # Upserts, so safe to send again when Azurite closes an idle pooled connection just
+        # as it is reused (which azure-core does not retry for a POST).
+        for attempt in range(3):
+            try:
+                client.submit_transaction(batch)
+                return
+            except (ServiceRequestError, ServiceResponseError):
+                if attempt == 2:
+                    raise
+
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        list(pool.map(client.submit_transaction, batches))
+        list(pool.map(submit, batches))
     return made
 
 
@@ -959,10 +975,15 @@ def test_environment_is_read_once_when_the_client_is_built(
 
 
 class ForwardProxy(http.server.ThreadingHTTPServer):
-    """A plain-HTTP forward proxy on localhost that counts what goes through it."""
+    """A plain-HTTP forward proxy on localhost that counts what goes through it.
+
+    The next ``drop_posts`` POST requests are read and then answered by closing the
+    connection, as a connection dropped by the network does.
+    """
 
     def __init__(self) -> None:
         self.seen: list[str] = []
+        self.drop_posts = 0
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -974,6 +995,10 @@ class ForwardProxy(http.server.ThreadingHTTPServer):
                 proxy.seen.append(f"{self.command} {target.path}")
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if self.command == "POST" and proxy.drop_posts > 0:
+                    proxy.drop_posts -= 1
+                    self.close_connection = True
+                    return
                 upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
                 headers = {
                     k: v for k, v in self.headers.items() if k.lower() != "proxy-connection"
@@ -1001,22 +1026,47 @@ class ForwardProxy(http.server.ThreadingHTTPServer):
 
 
 def test_a_proxy_from_the_environment_is_used(
-    azurite: Azurite, is_async: bool, monkeypatch: pytest.MonkeyPatch
+    azurite: Azurite, proxy: ForwardProxy, is_async: bool
 ) -> None:
-    proxy = ForwardProxy()
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    with table_store("table", {"TABLE": table_settings(azurite)}) as engine:
+        round_trip(engine, is_async)
+    assert any(line.startswith("GET /devstoreaccount1/") for line in proxy.seen)
+    assert any(line.startswith("POST /devstoreaccount1/$batch") for line in proxy.seen)
+
+
+@pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ForwardProxy]:
+    """A ForwardProxy that the engine's clients use (through ``HTTP_PROXY``)."""
+    server = ForwardProxy()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    try:
-        for name in ("NO_PROXY", "no_proxy", "http_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
-        with table_store("table", {"TABLE": table_settings(azurite)}) as engine:
-            round_trip(engine, is_async)
-        assert any(line.startswith("GET /devstoreaccount1/") for line in proxy.seen)
-        assert any(line.startswith("POST /devstoreaccount1/$batch") for line in proxy.seen)
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_transaction_dropped_without_response_is_sent_once_more(
+    azurite: Azurite, proxy: ForwardProxy, is_async: bool
+) -> None:
+    """azure-core never retries a POST; the engine sends a transaction a second time."""
+    with table_store("table", {"TABLE": table_settings(azurite)}) as engine:
+        call(is_async, engine(), "create")  # the table exists, clients are built
+        proxy.seen.clear()
+        proxy.drop_posts = 1
+        session = engine()
+        call(is_async, session, "set", USER_ID_KEY, "9")
+        call(is_async, session, "save")
+        assert [line for line in proxy.seen if line.startswith("POST")] == [
+            "POST /devstoreaccount1/$batch"
+        ] * 2
+        assert call(is_async, engine(session.session_key), "get", USER_ID_KEY) == "9"
+
+        proxy.drop_posts = 2  # only once more: then the request fails, and says why
+        with pytest.raises(TableStorageError, match=r"failed: Service(Request|Response)Error"):
+            call(is_async, engine(), "create")
 
 
 def test_without_azurite_installed_the_fixture_fails_and_says_npm_ci(

@@ -285,6 +285,7 @@ class Runner:
         self._azure_error = exceptions.AzureError
         self._not_found = exceptions.ResourceNotFoundError
         self._exists = exceptions.ResourceExistsError
+        self._no_response = (exceptions.ServiceRequestError, exceptions.ServiceResponseError)
 
     def client(self) -> Any:
         if self._client is None:
@@ -338,14 +339,33 @@ class Runner:
             except self._not_found:
                 return []  # no table yet
             return found
+        method = getattr(client, call.method)
         try:
-            return getattr(client, call.method)(*call.args, **call.kwargs)
+            try:
+                return method(*call.args, **call.kwargs)
+            except self._no_response:
+                if not self._retry_without_response(call):
+                    raise
+            return method(*call.args, **call.kwargs)
         except self._azure_error as exc:
             if not self._is_missing_table(exc, call):
                 raise
         with contextlib.suppress(self._exists):
             client.create_table()
-        return getattr(client, call.method)(*call.args, **call.kwargs)
+        return method(*call.args, **call.kwargs)
+
+    @staticmethod
+    def _retry_without_response(call: Call) -> bool:
+        """Whether to send ``call`` once more after the connection failed without a response.
+
+        azure-core retries such failures itself, except for POST, which a transaction is.
+        Without a retry, a pooled connection that the network dropped while idle (Azure's
+        load balancers do after 4 minutes) fails the request that reuses it. Sending a
+        transaction twice is safe here: if the first one was applied, its inserts now find
+        their entities (a taken key) and its conditional writes a changed ETag (a conflict),
+        which the engine already resolves.
+        """
+        return call.method == "submit_transaction"
 
     def run(self, steps: Steps[T]) -> T:
         client = self.client()
@@ -395,14 +415,20 @@ class Runner:
             except self._not_found:
                 return []
             return found
+        method = getattr(client, call.method)
         try:
-            return await getattr(client, call.method)(*call.args, **call.kwargs)
+            try:
+                return await method(*call.args, **call.kwargs)
+            except self._no_response:
+                if not self._retry_without_response(call):
+                    raise
+            return await method(*call.args, **call.kwargs)
         except self._azure_error as exc:
             if not self._is_missing_table(exc, call):
                 raise
         with contextlib.suppress(self._exists):
             await client.create_table()
-        return await getattr(client, call.method)(*call.args, **call.kwargs)
+        return await method(*call.args, **call.kwargs)
 
     async def arun(self, steps: Steps[T]) -> T:
         client = await self.aclient()
