@@ -18,6 +18,7 @@ from asgiref.sync import async_to_sync
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from django.contrib.sessions.backends.db import SessionStore as DjangoDBStore
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
@@ -359,21 +360,23 @@ def test_default_expiry_is_session_cookie_age(engine: type[Any], api: API) -> No
     assert abs((record.expires - expected).total_seconds()) < 5
 
 
+@pytest.mark.parametrize("use_tz", [True, False], ids=["aware", "naive"])
 @pytest.mark.parametrize(
     "expiry",
     [600, datetime.timedelta(seconds=600), "datetime"],
     ids=["seconds", "timedelta", "datetime"],
 )
-def test_set_expiry_is_stored(engine: type[Any], api: API, expiry: Any) -> None:
-    if expiry == "datetime":
-        expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=600)
-    session = engine()
-    api(session, "set_expiry", expiry)
-    api(session, "save")
-    record = stored(engine, session.session_key)
-    assert record is not None
-    assert 590 < (record.expires - utcnow()).total_seconds() <= 600
-    assert 590 < api(engine(session.session_key), "get_expiry_age") <= 600
+def test_set_expiry_is_stored(engine: type[Any], api: API, expiry: Any, use_tz: bool) -> None:
+    with override_settings(USE_TZ=use_tz):  # USE_TZ=False: Django keeps naive datetimes
+        if expiry == "datetime":
+            expiry = timezone.now() + datetime.timedelta(seconds=600)
+        session = engine()
+        api(session, "set_expiry", expiry)
+        api(session, "save")
+        record = stored(engine, session.session_key)
+        assert record is not None
+        assert 590 < (record.expires - utcnow()).total_seconds() <= 600
+        assert 590 < api(engine(session.session_key), "get_expiry_age") <= 600
 
 
 def test_expire_at_browser_close(engine: type[Any], api: API) -> None:

@@ -71,7 +71,7 @@ class StoreSession(SessionBase):
 
     def _record_for(self, data: dict[str, Any]) -> Record:
         now = utcnow()
-        age = self.get_expiry_age(modification=now, expiry=data.get("_session_expiry"))
+        age = self.get_expiry_age(expiry=data.get("_session_expiry"))
         user_id = data.get(USER_ID_KEY)
         return Record(
             key=self._storage_id(),
