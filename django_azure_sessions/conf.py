@@ -6,6 +6,7 @@ properties here may assume well-formed input and stay cheap (they run on every r
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -71,18 +72,29 @@ class Settings:
 
     def __init__(self) -> None:
         self._raw: dict[str, Any] | None = None
+        self._generation = 0  # see reload()
+        self._lock = threading.Lock()
 
     @property
     def raw(self) -> dict[str, Any]:
         raw = self._raw
         if raw is None:
+            generation = self._generation
             value = getattr(django_settings, SETTING_NAME, None)
-            raw = self._raw = value if isinstance(value, dict) else {}
+            raw = value if isinstance(value, dict) else {}
+            with self._lock:
+                if generation == self._generation:
+                    self._raw = raw
         return raw
 
     def reload(self) -> None:
-        """Read ``settings.AZURE_SESSIONS`` again on next use."""
-        self._raw = None
+        """Read ``settings.AZURE_SESSIONS`` again on next use.
+
+        A thread reading the setting while it changes does not cache what it read.
+        """
+        with self._lock:
+            self._generation += 1
+            self._raw = None
 
     def _get(self, key: str) -> Any:
         return self.raw.get(key, TOP_LEVEL_DEFAULTS[key])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 import zlib
 from typing import Any
 
@@ -29,16 +30,23 @@ COMPRESS_FROM = 4096  # bytes of serialized payload; smaller payloads gain littl
 
 # Per salt: the HMAC of SECRET_KEY first, then one per SECRET_KEY_FALLBACKS entry, each ready
 # to be copied. Built on first use, so the hot path reads no setting; dropped when either
-# setting changes (override_settings, tests).
+# setting changes (override_settings, tests). The generation keeps a keyring built from the
+# old settings, by a thread that was reading them during the change, out of the cache.
 _keyrings: dict[str, tuple[Any, ...]] = {}
+_generation = 0
+_lock = threading.Lock()
 
 
 def _keyring(salt: str) -> tuple[Any, ...]:
     try:
         return _keyrings[salt]
     except KeyError:
+        generation = _generation
         secrets = (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ()))
-        ring = _keyrings[salt] = tuple(_mac(secret, salt) for secret in secrets)
+        ring = tuple(_mac(secret, salt) for secret in secrets)
+        with _lock:
+            if generation == _generation:
+                _keyrings[salt] = ring
         return ring
 
 
@@ -51,8 +59,11 @@ def _mac(secret: str | bytes, salt: str) -> Any:
 
 @receiver(setting_changed)
 def _forget_keys(*, setting: str, **kwargs: Any) -> None:
+    global _generation
     if setting in {"SECRET_KEY", "SECRET_KEY_FALLBACKS"}:
-        _keyrings.clear()
+        with _lock:
+            _generation += 1
+            _keyrings.clear()
 
 
 def _sign(mac: Any, body: bytes) -> bytes:
