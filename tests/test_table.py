@@ -977,13 +977,16 @@ def test_environment_is_read_once_when_the_client_is_built(
 class ForwardProxy(http.server.ThreadingHTTPServer):
     """A plain-HTTP forward proxy on localhost that counts what goes through it.
 
-    The next ``drop_posts`` POST requests are read and then answered by closing the
-    connection, as a connection dropped by the network does.
+    It can fail the next POST requests (transactions) as a network does: ``drop_posts`` are
+    not forwarded, ``lose_posts`` are forwarded and applied but their responses lost; both
+    end by closing the connection. ``delay_posts`` holds every response for that long.
     """
 
     def __init__(self) -> None:
         self.seen: list[str] = []
         self.drop_posts = 0
+        self.lose_posts = 0
+        self.delay_posts = 0.0
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -1011,6 +1014,13 @@ class ForwardProxy(http.server.ThreadingHTTPServer):
                 )
                 response = upstream.getresponse()
                 payload = response.read()
+                upstream.close()
+                if self.command == "POST" and proxy.lose_posts > 0:
+                    proxy.lose_posts -= 1
+                    self.close_connection = True
+                    return
+                if self.command == "POST":
+                    time.sleep(proxy.delay_posts)
                 self.send_response(response.status)
                 for name, value in response.getheaders():
                     if name.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -1018,7 +1028,6 @@ class ForwardProxy(http.server.ThreadingHTTPServer):
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
-                upstream.close()
 
             do_GET = do_PUT = do_POST = do_DELETE = do_MERGE = do_PATCH = _forward
 
@@ -1048,6 +1057,10 @@ def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ForwardProxy]:
     server.server_close()
 
 
+def _posts(proxy: ForwardProxy) -> list[str]:
+    return [line for line in proxy.seen if line.startswith("POST")]
+
+
 def test_a_transaction_dropped_without_response_is_sent_once_more(
     azurite: Azurite, proxy: ForwardProxy, is_async: bool
 ) -> None:
@@ -1059,14 +1072,56 @@ def test_a_transaction_dropped_without_response_is_sent_once_more(
         session = engine()
         call(is_async, session, "set", USER_ID_KEY, "9")
         call(is_async, session, "save")
-        assert [line for line in proxy.seen if line.startswith("POST")] == [
-            "POST /devstoreaccount1/$batch"
-        ] * 2
+        assert _posts(proxy) == ["POST /devstoreaccount1/$batch"] * 2
         assert call(is_async, engine(session.session_key), "get", USER_ID_KEY) == "9"
 
         proxy.drop_posts = 2  # only once more: then the request fails, and says why
         with pytest.raises(TableStorageError, match=r"failed: Service(Request|Response)Error"):
             call(is_async, engine(), "create")
+
+
+def test_a_transaction_applied_twice_is_harmless(
+    azurite: Azurite, proxy: ForwardProxy, is_async: bool
+) -> None:
+    """Each transaction of a session's life is applied, its response lost, and sent again."""
+    with table_store("table", {"TABLE": table_settings(azurite)}) as engine:
+        call(is_async, engine(), "create")
+        storage = storage_of(engine)
+
+        proxy.lose_posts = 1  # create: the second insert finds the key taken, a new key is drawn
+        session = engine()
+        call(is_async, session, "set", "a", 1)
+        call(is_async, session, "save")
+        key = session.session_key
+        assert call(is_async, engine(key), "get", "a") == 1
+        assert proxy.lose_posts == 0
+
+        proxy.lose_posts = 1  # update (signing in moves the session to a transaction)
+        loaded = engine(key)
+        call(is_async, loaded, "set", USER_ID_KEY, "12")
+        call(is_async, loaded, "save")
+        assert dict(call(is_async, engine(key), "items")) == {"a": 1, USER_ID_KEY: "12"}
+        assert [r.key for r in storage.user_records("12")] == [keys.storage_id(key)]
+        assert proxy.lose_posts == 0
+
+        proxy.lose_posts = 1  # delete
+        call(is_async, engine(key), "delete")
+        assert call(is_async, engine(key), "load") == {}
+        assert proxy.lose_posts == 0
+
+
+def test_a_timed_out_transaction_is_not_sent_again(
+    azurite: Azurite, proxy: ForwardProxy, is_async: bool
+) -> None:
+    """The service may still be working on it: the request fails instead of waiting twice."""
+    section = table_settings(azurite, OPTIONS={"read_timeout": 1, "retry_total": 0})
+    with table_store("table", {"TABLE": section}) as engine:
+        call(is_async, engine(), "create")
+        proxy.seen.clear()
+        proxy.delay_posts = 2
+        with pytest.raises(TableStorageError, match="Timeout"):
+            call(is_async, engine(), "create")
+        assert _posts(proxy) == ["POST /devstoreaccount1/$batch"]
 
 
 def test_without_azurite_installed_the_fixture_fails_and_says_npm_ci(

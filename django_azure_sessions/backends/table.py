@@ -278,7 +278,8 @@ class TableStorage(Storage):
         created = record.created or record.updated or utcnow()
         ops = [("create", self._entity(record, created)), ("upsert", self._index_entity(record))]
         try:
-            result = yield Call("submit_transaction", (ops,))
+            # Applied twice, the insert finds its key taken: the core draws another key.
+            result = yield Call("submit_transaction", (ops,), resend=True)
         except self._transaction_error as exc:
             if _failed(exc, 0, 409):
                 return None
@@ -309,7 +310,9 @@ class TableStorage(Storage):
         ops.append(("upsert", self._index_entity(record)))
         while True:
             try:
-                result = yield Call("submit_transaction", (ops,))
+                # Applied twice, the update meets its own ETag change: the core reloads and
+                # finds its own data.
+                result = yield Call("submit_transaction", (ops,), resend=True)
                 break
             except self._transaction_error as exc:
                 if _failed(exc, 0, 404, 412):
@@ -339,13 +342,19 @@ class TableStorage(Storage):
                 ),
             ]
             try:
-                yield Call("submit_transaction", (ops,))
+                # Applied twice, the delete finds the session gone (404): read it again.
+                yield Call("submit_transaction", (ops,), resend=True)
             except self._transaction_error as exc:
                 if _failed(exc, 0, 404, 412):
                     continue  # changed meanwhile: read it again
                 if not _failed(exc, 1, 404):
                     raise
-                yield Call("submit_transaction", (ops[:1],))
+                try:
+                    yield Call("submit_transaction", (ops[:1],), resend=True)
+                except self._transaction_error as exc:
+                    if _failed(exc, 0, 404, 412):
+                        continue
+                    raise
             if entity.get("UserId") is not None:
                 yield Call("delete_entity", (self._user_partition(entity["UserId"]), key))
             return

@@ -24,6 +24,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import errno
 import inspect
 import os
 import re
@@ -251,11 +252,16 @@ T = TypeVar("T")
 
 
 class Call(NamedTuple):
-    """One request: a ``TableClient`` method and its arguments ("query" lists entities)."""
+    """One request: a ``TableClient`` method and its arguments ("query" lists entities).
+
+    ``resend``: the request may be sent once more when its connection was dropped without a
+    response (see ``Runner``); for transactions whose steps handle being applied twice.
+    """
 
     method: str
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = {}  # never mutated
+    resend: bool = False
 
 
 # An operation written once for both kinds of client: a generator that yields the requests
@@ -286,6 +292,10 @@ class Runner:
         self._not_found = exceptions.ResourceNotFoundError
         self._exists = exceptions.ResourceExistsError
         self._no_response = (exceptions.ServiceRequestError, exceptions.ServiceResponseError)
+        self._timeouts = (
+            exceptions.ServiceRequestTimeoutError,
+            exceptions.ServiceResponseTimeoutError,
+        )
 
     def client(self) -> Any:
         if self._client is None:
@@ -343,8 +353,8 @@ class Runner:
         try:
             try:
                 return method(*call.args, **call.kwargs)
-            except self._no_response:
-                if not self._retry_without_response(call):
+            except self._no_response as exc:
+                if not (call.resend and self._dropped(exc)):
                     raise
             return method(*call.args, **call.kwargs)
         except self._azure_error as exc:
@@ -354,18 +364,33 @@ class Runner:
             client.create_table()
         return method(*call.args, **call.kwargs)
 
-    @staticmethod
-    def _retry_without_response(call: Call) -> bool:
-        """Whether to send ``call`` once more after the connection failed without a response.
+    def _dropped(self, exc: Exception) -> bool:
+        """Whether the connection was closed or reset under the request, without a response.
 
-        azure-core retries such failures itself, except for POST, which a transaction is.
-        Without a retry, a pooled connection that the network dropped while idle (Azure's
-        load balancers do after 4 minutes) fails the request that reuses it. Sending a
-        transaction twice is safe here: if the first one was applied, its inserts now find
-        their entities (a taken key) and its conditional writes a changed ETag (a conflict),
-        which the engine already resolves.
+        azure-core retries that itself, except for a POST, which a transaction is: a pooled
+        connection that a load balancer dropped while idle (Azure's do after 4 minutes) would
+        fail the request that reuses it. Timeouts are not dropped connections (the service
+        may still be working on the request), nor are failures to connect, resolve or verify
+        a certificate: resending would only double the wait for the same error.
         """
-        return call.method == "submit_transaction"
+        if isinstance(exc, self._timeouts):
+            return False
+        seen: set[int] = set()
+        causes: list[Any] = [exc]
+        while causes:
+            cause = causes.pop()
+            if not isinstance(cause, BaseException) or id(cause) in seen:
+                continue
+            seen.add(id(cause))
+            if type(cause).__name__ == "ServerDisconnectedError":  # aiohttp's
+                return True
+            if isinstance(cause, OSError) and cause.errno in (errno.ECONNRESET, errno.EPIPE):
+                return True
+            if isinstance(cause, ConnectionResetError | BrokenPipeError):  # RemoteDisconnected
+                return True
+            causes += (getattr(cause, "inner_exception", None), cause.__cause__, cause.__context__)
+            causes += cause.args
+        return False
 
     def run(self, steps: Steps[T]) -> T:
         client = self.client()
@@ -419,8 +444,8 @@ class Runner:
         try:
             try:
                 return await method(*call.args, **call.kwargs)
-            except self._no_response:
-                if not self._retry_without_response(call):
+            except self._no_response as exc:
+                if not (call.resend and self._dropped(exc)):
                     raise
             return await method(*call.args, **call.kwargs)
         except self._azure_error as exc:
