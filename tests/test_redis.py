@@ -664,12 +664,23 @@ class TestTLS:
 
     def test_an_untrusted_certificate_is_refused(self, tls_server: TLSServer) -> None:
         # No ssl_ca_certs: the system's trust store, and verification is on by default.
+        with redis_on(URL=tls_server.url, RETRIES=0) as store:
+            pool = storage().client.connection_pool
+            assert pool.connection_kwargs["ssl_cert_reqs"] == "required"
+            assert pool.connection_kwargs["ssl_check_hostname"] is True
+            for load in (store(keys.new_key()).load, async_to_sync(store(keys.new_key()).aload)):
+                with pytest.raises(redis.ConnectionError, match="CERTIFICATE_VERIFY_FAILED") as e:
+                    load()
+                assert "tls-secret" not in str(e.value)
+
+    def test_a_certificate_for_another_host_is_refused(self, tls_server: TLSServer) -> None:
+        # Trusted, but issued to 127.0.0.1, not to "localhost".
+        url = tls_server.url.replace("127.0.0.1", "localhost")
         with (
-            redis_on(URL=tls_server.url, RETRIES=0) as store,
-            pytest.raises(redis.ConnectionError, match="CERTIFICATE_VERIFY_FAILED") as info,
+            redis_on(URL=url, RETRIES=0, OPTIONS={"ssl_ca_certs": str(tls_server.ca)}) as store,
+            pytest.raises(redis.ConnectionError, match=r"match|mismatch"),
         ):
             store(keys.new_key()).load()
-        assert "tls-secret" not in str(info.value)
 
 
 # No lost updates: 16 threads, 10 keys each, one session
