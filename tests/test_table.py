@@ -29,6 +29,7 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ServiceRequestError,
     ServiceResponseError,
+    ServiceResponseTimeoutError,
 )
 from azure.data.tables import (
     AccountSasPermissions,
@@ -1023,7 +1024,14 @@ class ForwardProxy(http.server.ThreadingHTTPServer):
                     time.sleep(proxy.delay_posts)
                 self.send_response(response.status)
                 for name, value in response.getheaders():
-                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    # Hop-by-hop headers stay here; this proxy closes every connection after
+                    # one response (HTTP/1.0), so a forwarded Keep-Alive would be a lie.
+                    if name.lower() not in (
+                        "transfer-encoding",
+                        "connection",
+                        "keep-alive",
+                        "content-length",
+                    ):
                         self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -1108,6 +1116,78 @@ def test_a_transaction_applied_twice_is_harmless(
         call(is_async, engine(key), "delete")
         assert call(is_async, engine(key), "load") == {}
         assert proxy.lose_posts == 0
+
+
+def _errors_as_the_sdk_raises_them() -> list[Any]:
+    """The exceptions azure-core raises for failed connections, built as its transports do."""
+    import socket
+    import ssl
+
+    import aiohttp
+    import requests
+    import urllib3
+
+    def wrapped(kind: Any, inner: BaseException, message: str = "failed") -> Any:
+        return kind(message, error=inner)
+
+    reset = requests.ConnectionError(
+        urllib3.exceptions.ProtocolError(
+            "Connection aborted.", http.client.RemoteDisconnected("closed without response")
+        )
+    )
+    proxy_reset = requests.exceptions.ProxyError(
+        urllib3.exceptions.MaxRetryError(
+            None,
+            "/",
+            urllib3.exceptions.ProxyError(
+                "Unable to connect to proxy", http.client.RemoteDisconnected("closed")
+            ),
+        )
+    )
+    refused = requests.ConnectionError(
+        urllib3.exceptions.MaxRetryError(
+            None,
+            "/",
+            urllib3.exceptions.NewConnectionError(None, "refused"),
+        )
+    )
+    refused.args[0].reason.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    return [
+        pytest.param(wrapped(ServiceResponseError, reset), True, id="reset"),
+        pytest.param(wrapped(ServiceRequestError, proxy_reset), True, id="proxy-reset"),
+        pytest.param(
+            wrapped(ServiceRequestError, aiohttp.ServerDisconnectedError()), True, id="aiohttp"
+        ),
+        pytest.param(
+            wrapped(ServiceRequestError, aiohttp.ClientOSError(104, "reset by peer")),
+            True,
+            id="aiohttp-reset",
+        ),
+        pytest.param(wrapped(ServiceRequestError, refused), False, id="refused"),
+        pytest.param(
+            wrapped(ServiceRequestError, socket.gaierror(-2, "Name or service not known")),
+            False,
+            id="dns",
+        ),
+        pytest.param(
+            wrapped(ServiceRequestError, ssl.SSLCertVerificationError("verify failed")),
+            False,
+            id="certificate",
+        ),
+        pytest.param(
+            wrapped(ServiceResponseTimeoutError, TimeoutError("read timed out")),
+            False,
+            id="read-timeout",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("error", "dropped"), _errors_as_the_sdk_raises_them())
+def test_only_a_dropped_connection_counts_as_dropped(
+    azurite: Azurite, error: Exception, dropped: bool
+) -> None:
+    with table_store("table", {"TABLE": table_settings(azurite)}) as engine:
+        assert storage_of(engine).runner._dropped(error) is dropped
 
 
 def test_a_timed_out_transaction_is_not_sent_again(

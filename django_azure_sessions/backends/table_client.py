@@ -389,7 +389,7 @@ class Runner:
             if isinstance(cause, ConnectionResetError | BrokenPipeError):  # RemoteDisconnected
                 return True
             causes += (getattr(cause, "inner_exception", None), cause.__cause__, cause.__context__)
-            causes += cause.args
+            causes += (getattr(cause, "reason", None), *cause.args)  # urllib3 keeps it in reason
         return False
 
     def run(self, steps: Steps[T]) -> T:
