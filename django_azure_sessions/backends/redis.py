@@ -29,7 +29,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from ..conf import app_settings
@@ -395,6 +395,12 @@ class RedisStorage(Storage):
                 break
             cursor = ids[-1]
         return Page(records, records[-1].key if len(records) == limit else None)
+
+    def records(self, batch_size: int = 500) -> Iterator[Record]:
+        """Every live record, in no order: one pass of SCAN (``page()`` scans once a page)."""
+        for ids in self._scan_ids():
+            for start in range(0, len(ids), batch_size):
+                yield from self._load_many(ids[start : start + batch_size])
 
     def _scan_ids(self) -> Iterable[list[str]]:
         start = len(self._sessions)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
@@ -92,6 +92,17 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
         """Return up to ``limit`` live records after ``cursor``, in key order."""
+
+    def records(self, batch_size: int = 500) -> Iterator[Record]:
+        """Every live record, read ``batch_size`` at a time (in key order here; engines that
+        can list faster in another order may)."""
+        cursor = None
+        while True:
+            page = self.page(cursor, limit=batch_size)
+            yield from page.records
+            cursor = page.next_cursor
+            if cursor is None:
+                return
 
     async def aload(self, key: str) -> Record | None:
         return await sync_to_async(self.load)(key)

@@ -1,0 +1,215 @@
+"""``manage.py clearsessions`` and ``manage.py migratesessions``, on the real stores."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import uuid
+from collections.abc import Iterator
+from importlib import import_module
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.backends.db import SessionStore as DjangoDBStore
+from django.contrib.sessions.models import Session
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import override_settings
+from django.utils import timezone
+
+from django_azure_sessions.core import keys
+from django_azure_sessions.core.session import USER_ID_KEY
+
+from .fixtures.engines import make_record
+from .fixtures.redis import delete_prefix
+from .fixtures.table import Azurite, table_settings
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+SQL = "django_azure_sessions.backends.sql"
+REDIS = "django_azure_sessions.backends.redis"
+TABLE = "django_azure_sessions.backends.table"
+DJANGO_DB = "django.contrib.sessions.backends.db"
+
+
+@pytest.fixture
+def stores(azurite: Azurite) -> Iterator[str]:
+    """All three engines configured at once, under a prefix of this test."""
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    section = {
+        "KEY_PREFIX": prefix,
+        "SQL": {"DATABASE": "default"},
+        "REDIS": {"URL": settings.REDIS_URL},
+        "TABLE": table_settings(azurite),
+    }
+    with override_settings(AZURE_SESSIONS=section):
+        yield prefix
+    with redis.Redis.from_url(settings.REDIS_URL) as client:
+        delete_prefix(client, prefix)
+
+
+def store(engine: str) -> type[Any]:
+    return import_module(engine).SessionStore  # type: ignore[no-any-return]
+
+
+def run(*args: str, **options: Any) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, **options)
+    return out.getvalue()
+
+
+def saved(engine: str, **data: Any) -> str:
+    session = store(engine)()
+    session.update(data)
+    session.save()
+    return session.session_key  # type: ignore[no-any-return]
+
+
+# clearsessions
+
+
+@pytest.mark.parametrize("engine", [SQL, REDIS, TABLE])
+def test_clearsessions_says_what_it_removed_when_asked(stores: str, engine: str) -> None:
+    live = saved(engine, **{USER_ID_KEY: "3"})
+    storage = store(engine).get_storage()
+    storage.create(make_record(keys.storage_id(keys.new_key()), expires_in=-7200, user_id="3"))
+    with override_settings(SESSION_ENGINE=engine):
+        assert run("clearsessions") == ""  # quiet by default, as cron wants
+        assert run("clearsessions", verbosity=2).startswith(
+            f"0 expired sessions removed from {engine}"
+        )
+    assert store(engine)(live)[USER_ID_KEY] == "3"
+
+
+@pytest.mark.parametrize("engine", [SQL, TABLE])
+def test_clearsessions_counts_each_removed_session(stores: str, engine: str) -> None:
+    storage = store(engine).get_storage()
+    for _ in range(3):
+        storage.create(make_record(keys.storage_id(keys.new_key()), expires_in=-7200))
+    out = run("clearsessions", "--engine", engine, verbosity=2)
+    assert out.startswith(f"3 expired sessions removed from {engine}")
+
+
+def test_clearsessions_prunes_the_redis_user_index(stores: str) -> None:
+    storage = store(REDIS).get_storage()
+    storage.create(make_record(keys.storage_id(keys.new_key()), expires_in=0.001, user_id="8"))
+    out = run("clearsessions", "--engine", REDIS, verbosity=2)
+    assert out.startswith(f"1 expired sessions removed from {REDIS}")
+    assert storage.user_records("8") == []
+
+
+def test_clearsessions_runs_djangos_engines_too() -> None:
+    old = DjangoDBStore()
+    old["a"] = 1
+    old.set_expiry(-10)
+    old.save()
+    assert Session.objects.filter(session_key=old.session_key).exists()
+    out = run("clearsessions", "--engine", DJANGO_DB, verbosity=2)
+    assert out.startswith(f"Expired sessions removed from {DJANGO_DB}")
+    assert not Session.objects.filter(session_key=old.session_key).exists()
+    with pytest.raises(CommandError, match="doesn't support clearing expired sessions"):
+        run("clearsessions", "--engine", __name__)  # its SessionStore is below
+
+
+class SessionStore(SessionBase):
+    """An engine without ``clear_expired()``, as third-party ones may be."""
+
+
+# migratesessions
+
+
+def _django_sessions() -> dict[str, str]:
+    """Sessions written by Django's db engine: two to copy, and three that cannot be."""
+    made = {}
+    for name, data in {"signed_in": {USER_ID_KEY: 42, "cart": [1]}, "anonymous": {"b": 2}}.items():
+        session = DjangoDBStore()
+        session.update(data)
+        session.save()
+        made[name] = session.session_key
+    expired = DjangoDBStore()
+    expired["c"] = 3
+    expired.set_expiry(-10)
+    expired.save()
+    later = timezone.now() + datetime.timedelta(hours=1)
+    forged = DjangoDBStore().encode({"d": 4}).replace(":", ";", 1)
+    Session.objects.create(session_key="not-a-django-key!", session_data="x", expire_date=later)
+    Session.objects.create(session_key=keys.new_key(), session_data=forged, expire_date=later)
+    return made
+
+
+@pytest.mark.parametrize("target", [SQL, REDIS, TABLE])
+def test_sessions_move_from_djangos_db_engine_keeping_their_keys(stores: str, target: str) -> None:
+    made = _django_sessions()
+    out = run("migratesessions", "--from", DJANGO_DB, "--to", target)
+    assert "Copied 2 sessions" in out
+    assert "0 already there, 2 expired, empty or unreadable skipped" in out
+    new = store(target)
+    assert dict(new(made["signed_in"]).items()) == {USER_ID_KEY: 42, "cart": [1]}
+    assert dict(new(made["anonymous"]).items()) == {"b": 2}
+    stored = new.get_storage()
+    assert [r.key for r in stored.user_records("42")] == [keys.storage_id(made["signed_in"])]
+    assert 3500 < new(made["anonymous"]).get_expiry_age() <= settings.SESSION_COOKIE_AGE
+
+    again = run("migratesessions", "--from", DJANGO_DB, "--to", target)
+    assert "Copied 0 sessions" in again
+    assert "2 already there" in again
+
+
+@pytest.mark.parametrize(("source", "target"), [(SQL, REDIS), (REDIS, TABLE), (TABLE, SQL)])
+def test_sessions_move_between_engines_of_this_package(
+    stores: str, source: str, target: str
+) -> None:
+    signed_in = saved(source, **{USER_ID_KEY: "7", "theme": "dark"})
+    anonymous = saved(source, cart=["apple"])
+    already = saved(source, a=1)
+    newer = store(target)(already)._record_for({"a": "newer"})
+    assert store(target).get_storage().create(newer)  # the target has its own, newer copy
+
+    with override_settings(SESSION_ENGINE=target):
+        dry = run("migratesessions", "--from", source, "--dry-run")
+        assert dry.startswith("Would copy 2 sessions")
+        assert store(target)(signed_in).load() == {}  # nothing written
+        out = run("migratesessions", "--from", source, "--batch-size", "1")
+
+    assert "Copied 2 sessions" in out
+    assert "1 already there" in out
+    assert dict(store(target)(signed_in).items()) == {USER_ID_KEY: "7", "theme": "dark"}
+    assert store(target)(anonymous)["cart"] == ["apple"]
+    assert store(target)(already)["a"] == "newer"
+    stored = store(target).get_storage()
+    assert [r.key for r in stored.user_records("7")] == [keys.storage_id(signed_in)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--from", "django.contrib.sessions.backends.cache", "--to", SQL],
+            "cannot be listed",
+        ),
+        (["--from", SQL, "--to", DJANGO_DB], "django_azure_sessions only"),
+        (["--from", SQL, "--to", SQL], "same engine"),
+        (["--from", "no.such.engine", "--to", SQL], "is not a session engine"),
+        (["--from", DJANGO_DB, "--to", SQL, "--batch-size", "0"], "at least 1"),
+    ],
+)
+def test_migratesessions_refuses_what_it_cannot_do(
+    stores: str, args: list[str], message: str
+) -> None:
+    with pytest.raises(CommandError, match=message):
+        run("migratesessions", *args)
+
+
+def test_naive_expiry_dates_are_read_in_djangos_time_zone(stores: str) -> None:
+    with override_settings(USE_TZ=False, TIME_ZONE="America/New_York"):
+        session = DjangoDBStore()
+        session["a"] = 1
+        session.save()
+        key = session.session_key
+        run("migratesessions", "--from", DJANGO_DB, "--to", REDIS)
+    assert 3500 < store(REDIS)(key).get_expiry_age() <= settings.SESSION_COOKIE_AGE
+    ttl = store(REDIS).get_storage().load(keys.storage_id(key)).expires - timezone.now()
+    assert abs(ttl.total_seconds() - settings.SESSION_COOKIE_AGE) < 60
