@@ -1,0 +1,158 @@
+"""Admin pages to browse, inspect and revoke the sessions of ``SESSION_ENGINE``.
+
+They work the same on every engine of this package: they read and delete through the
+engine's storage, never through its own tables or keys. The ``Session`` model (the SQL
+engine's table) only gives them a place in the admin and their permissions: "view session"
+to browse and inspect, "delete session" to revoke.
+
+A session is shown by its stored id (the SHA-256 of its key, with ``HASH_KEYS``), never by
+its key: nobody can take a session over from these pages. The user's password hash marker
+(``_auth_user_hash``) is not shown either.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.views.decorators.http import require_POST
+
+from .core import keys
+from .core.session import USER_ID_KEY, StoreSession
+from .core.storage import Record, Storage
+from .models import Session
+from .transfer import session_store
+
+PAGE_SIZE = 100
+HIDDEN_KEYS = frozenset({"_auth_user_hash"})
+
+
+def _store() -> type[StoreSession] | None:
+    store = session_store(settings.SESSION_ENGINE)
+    return store if issubclass(store, StoreSession) else None
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """The sessions of ``SESSION_ENGINE``, whichever engine of this package it is."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
+        # Revoking takes a POST (the pages' forms, with their CSRF token), never a link.
+        return [
+            path("", view(self.list_view), name=f"{name}_changelist"),
+            path(
+                "user/<str:user_id>/revoke/",
+                view(require_POST(self.revoke_user_view)),
+                name=f"{name}_revoke_user",
+            ),
+            path("<str:key>/", view(self.detail_view), name=f"{name}_change"),
+            path("<str:key>/revoke/", view(require_POST(self.revoke_view)), name=f"{name}_delete"),
+        ]
+
+    def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "engine": settings.SESSION_ENGINE,
+            "can_revoke": self.has_delete_permission(request),
+            **extra,
+        }
+
+    def _storage(self, request: HttpRequest, *, revoke: bool = False) -> Storage | None:
+        allowed = (
+            self.has_delete_permission(request) if revoke else self.has_view_permission(request)
+        )
+        if not allowed:
+            raise PermissionDenied
+        store = _store()
+        return None if store is None else store.get_storage()
+
+    def list_view(self, request: HttpRequest) -> HttpResponse:
+        storage = self._storage(request)
+        user_id = request.GET.get("user", "").strip()
+        cursor = request.GET.get("cursor") or None
+        records: list[Record] = []
+        next_cursor = None
+        if storage is not None:
+            if user_id:
+                records = sorted(storage.user_records(user_id), key=lambda r: r.key)
+            else:
+                page = storage.page(cursor, limit=PAGE_SIZE)
+                records, next_cursor = list(page.records), page.next_cursor
+        context = self._context(
+            request,
+            "Sessions",
+            supported=storage is not None,
+            records=records,
+            user_id=user_id,
+            cursor=cursor,
+            next_cursor=next_cursor,
+        )
+        return TemplateResponse(request, "admin/django_azure_sessions/session_list.html", context)
+
+    def _record(self, storage: Storage | None, key: str) -> Record:
+        if storage is None or not keys.is_storage_id(key):
+            raise Http404("No such session.")
+        record = storage.load(key)
+        if record is None:
+            raise Http404("No such session: it expired or was revoked.")
+        return record
+
+    def detail_view(self, request: HttpRequest, key: str) -> HttpResponse:
+        storage = self._storage(request)
+        record = self._record(storage, key)
+        store = _store()
+        assert store is not None
+        data = store().decode(record.data)
+        shown = sorted((k, v) for k, v in data.items() if k not in HIDDEN_KEYS)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        context = self._context(
+            request,
+            "Session",
+            record=record,
+            data=shown,
+            size=len(record.data),
+            expires_in=record.expires - now,
+            user_id=data.get(USER_ID_KEY, record.user_id),
+        )
+        return TemplateResponse(
+            request, "admin/django_azure_sessions/session_detail.html", context
+        )
+
+    def _changelist(self) -> str:
+        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+
+    def revoke_view(self, request: HttpRequest, key: str) -> HttpResponse:
+        storage = self._storage(request, revoke=True)
+        self._record(storage, key)
+        assert storage is not None
+        storage.delete(key)
+        messages.success(request, "The session was revoked: its user is signed out of it.")
+        return HttpResponseRedirect(self._changelist())
+
+    def revoke_user_view(self, request: HttpRequest, user_id: str) -> HttpResponse:
+        storage = self._storage(request, revoke=True)
+        if storage is None:
+            raise Http404("SESSION_ENGINE is not an engine of django_azure_sessions.")
+        records = storage.user_records(user_id)
+        for record in records:
+            storage.delete(record.key)
+        messages.success(
+            request, f"{len(records)} sessions of user {user_id} revoked: signed out everywhere."
+        )
+        return HttpResponseRedirect(self._changelist())

@@ -1,0 +1,183 @@
+"""The admin pages: browse, inspect and revoke sessions, on each engine's real store."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from importlib import import_module
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+from django.contrib.auth.models import Permission, User
+from django.test import Client, override_settings
+
+from django_azure_sessions.core import keys
+from django_azure_sessions.core.session import USER_ID_KEY
+from testproject import settings as demo_settings
+
+from .fixtures.redis import delete_prefix
+from .fixtures.table import Azurite, table_settings
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+ENGINES = [
+    "django_azure_sessions.backends.sql",
+    "django_azure_sessions.backends.redis",
+    "django_azure_sessions.backends.table",
+]
+LIST = "/admin/django_azure_sessions/session/"
+
+
+@pytest.fixture(params=ENGINES, ids=["sql", "redis", "table"])
+def engine(request: pytest.FixtureRequest, azurite: Azurite) -> Iterator[type[Any]]:
+    """The demo site's admin, with ``SESSION_ENGINE`` set to each engine in turn."""
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    with override_settings(
+        INSTALLED_APPS=demo_settings.INSTALLED_APPS,
+        MIDDLEWARE=demo_settings.MIDDLEWARE,
+        TEMPLATES=demo_settings.TEMPLATES,
+        ROOT_URLCONF=demo_settings.ROOT_URLCONF,
+        STATIC_URL=demo_settings.STATIC_URL,
+        SESSION_ENGINE=request.param,
+        AZURE_SESSIONS={
+            "KEY_PREFIX": prefix,
+            "SQL": {"DATABASE": "default"},
+            "REDIS": {"URL": settings.REDIS_URL},
+            "TABLE": table_settings(azurite),
+        },
+    ):
+        yield import_module(request.param).SessionStore
+    with redis.Redis.from_url(settings.REDIS_URL) as client:
+        delete_prefix(client, prefix)
+
+
+def signed_in(store: type[Any], user_id: str, **data: Any) -> str:
+    session = store()
+    session.update({USER_ID_KEY: user_id, "_auth_user_hash": "secret-hash", **data})
+    session.save()
+    return session.session_key  # type: ignore[no-any-return]
+
+
+def staff(*permissions: str) -> Client:
+    user = User.objects.create_user(f"staff-{uuid.uuid4().hex[:6]}", is_staff=True)
+    for codename in permissions:
+        user.user_permissions.add(
+            Permission.objects.get(
+                codename=codename, content_type__app_label="django_azure_sessions"
+            )
+        )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def superuser() -> Client:
+    user = User.objects.create_superuser(f"admin-{uuid.uuid4().hex[:6]}")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_browse_filter_and_inspect(engine: type[Any], superuser: Client) -> None:
+    alice = signed_in(engine, "501", cart=["pear", "plum"])
+    bob = signed_in(engine, "502")
+
+    index = superuser.get("/admin/").content.decode()
+    assert f'href="{LIST}"' in index
+
+    listing = superuser.get(LIST).content.decode()
+    for key in (alice, bob):
+        assert keys.storage_id(key)[:18] in listing
+        assert key not in listing  # the stored id, never the cookie value
+    assert engine.__module__ in listing
+
+    mine = superuser.get(LIST, {"user": "501"}).content.decode()
+    assert keys.storage_id(alice)[:18] in mine
+    assert keys.storage_id(bob)[:18] not in mine
+
+    detail = superuser.get(f"{LIST}{keys.storage_id(alice)}/")
+    assert detail.status_code == 200
+    page = detail.content.decode()
+    for shown in ("pear", "plum", "501"):
+        assert shown in page
+    for hidden in ("secret-hash", "_auth_user_hash"):
+        assert hidden not in page
+    assert alice not in page
+
+
+def test_revoke_one_session_and_every_session_of_a_user(
+    engine: type[Any], superuser: Client
+) -> None:
+    first, second = signed_in(engine, "601"), signed_in(engine, "601")
+    other = signed_in(engine, "602")
+    url = f"{LIST}{keys.storage_id(first)}/revoke/"
+
+    assert superuser.get(url).status_code == 405  # a link never revokes
+    response = superuser.post(url)
+    assert response.status_code == 302
+    assert engine(first).load() == {}
+    assert engine(second).load()[USER_ID_KEY] == "601"
+    assert superuser.post(url).status_code == 404  # gone
+
+    response = superuser.post(f"{LIST}user/601/revoke/", follow=True)
+    assert "1 sessions of user 601 revoked" in response.content.decode()
+    assert engine(second).load() == {}
+    assert engine(other).load()[USER_ID_KEY] == "602"
+
+
+def test_pages_follow_the_admin_permissions(engine: type[Any]) -> None:
+    key = keys.storage_id(signed_in(engine, "701"))
+    assert Client().get(LIST).status_code == 302  # to the admin's login page
+    assert staff().get(LIST).status_code == 403
+    viewer = staff("view_session")
+    assert viewer.get(LIST).status_code == 200
+    assert "Revoke" not in viewer.get(f"{LIST}{key}/").content.decode()
+    assert viewer.post(f"{LIST}{key}/revoke/").status_code == 403
+    assert viewer.post(f"{LIST}user/701/revoke/").status_code == 403
+    revoker = staff("view_session", "delete_session")
+    assert "Revoke this session" in revoker.get(f"{LIST}{key}/").content.decode()
+    assert revoker.post(f"{LIST}{key}/revoke/").status_code == 302
+
+
+def test_unknown_or_malformed_ids_are_not_found(engine: type[Any], superuser: Client) -> None:
+    assert superuser.get(f"{LIST}{'0' * 64}/").status_code == 404
+    assert superuser.get(f"{LIST}not-an-id/").status_code == 404
+    assert superuser.post(f"{LIST}{'0' * 64}/revoke/").status_code == 404
+
+
+def test_pages_of_sessions(
+    engine: type[Any], superuser: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django_azure_sessions import admin as sessions_admin  # needs the admin installed
+
+    made = {keys.storage_id(signed_in(engine, "801")) for _ in range(3)}
+    monkeypatch.setattr(sessions_admin, "PAGE_SIZE", 2)
+    seen: set[str] = set()
+    url, params = LIST, {}
+    for _ in range(10):
+        response = superuser.get(url, params)
+        records = response.context["records"]
+        assert len(records) <= 2
+        seen.update(record.key for record in records)
+        if response.context["next_cursor"] is None:
+            break
+        params = {"cursor": response.context["next_cursor"]}
+    assert made <= seen  # the admin's own session is listed too
+
+
+def test_an_engine_of_django_is_said_to_be_unsupported(superuser: Client) -> None:
+    with override_settings(
+        INSTALLED_APPS=demo_settings.INSTALLED_APPS,
+        MIDDLEWARE=demo_settings.MIDDLEWARE,
+        TEMPLATES=demo_settings.TEMPLATES,
+        ROOT_URLCONF=demo_settings.ROOT_URLCONF,
+        STATIC_URL=demo_settings.STATIC_URL,
+        SESSION_ENGINE="django.contrib.sessions.backends.db",
+    ):
+        client = Client()
+        client.force_login(User.objects.create_superuser("admin-db"))
+        page = client.get(LIST).content.decode()
+    assert "is not an engine of django-azure-sessions" in page
