@@ -5,9 +5,10 @@ engine's storage, never through its own tables or keys. The ``Session`` model (t
 engine's table) only gives them a place in the admin and their permissions: "view session"
 to browse and inspect, "delete session" to revoke.
 
-A session is shown by its stored id (the SHA-256 of its key, with ``HASH_KEYS``), never by
-its key: nobody can take a session over from these pages. The user's password hash marker
-(``_auth_user_hash``) is not shown either.
+A session is shown by its stored id (the SHA-256 of its key), never by its key: nobody can
+take a session over from these pages. With ``HASH_KEYS`` off the stored id *is* the key, so
+the pages then refuse to list or show sessions. Values that would let a viewer act as the
+user (the password hash marker, a session-kept CSRF secret) are not shown.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.middleware.csrf import CSRF_SESSION_KEY
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
+from .conf import app_settings
 from .core import keys
 from .core.session import USER_ID_KEY, StoreSession
 from .core.storage import Record, Storage
@@ -30,12 +33,28 @@ from .models import Session
 from .transfer import session_store
 
 PAGE_SIZE = 100
-HIDDEN_KEYS = frozenset({"_auth_user_hash"})
+HIDDEN_KEYS = frozenset({"_auth_user_hash", CSRF_SESSION_KEY})
 
 
 def _store() -> type[StoreSession] | None:
+    """The engine's session class, if these pages can serve it (see ``_unsupported``)."""
     store = session_store(settings.SESSION_ENGINE)
-    return store if issubclass(store, StoreSession) else None
+    if not issubclass(store, StoreSession) or not app_settings.HASH_KEYS:
+        return None
+    return store
+
+
+def _unsupported() -> str:
+    if not issubclass(session_store(settings.SESSION_ENGINE), StoreSession):
+        return (
+            "SESSION_ENGINE is not an engine of django-azure-sessions: these pages list the "
+            "sessions of its engines only."
+        )
+    return (
+        'AZURE_SESSIONS["HASH_KEYS"] is off: the stored ids are the session keys themselves, '
+        "which would let anyone who can see these pages take a session over. They show "
+        "nothing until it is on."
+    )
 
 
 @admin.register(Session)
@@ -55,7 +74,7 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return [
             path("", view(self.list_view), name=f"{name}_changelist"),
             path(
-                "user/<str:user_id>/revoke/",
+                "revoke-user/",
                 view(require_POST(self.revoke_user_view)),
                 name=f"{name}_revoke_user",
             ),
@@ -64,6 +83,7 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         ]
 
     def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+        request.current_app = self.admin_site.name
         return {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -86,10 +106,14 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         storage = self._storage(request)
         user_id = request.GET.get("user", "").strip()
         cursor = request.GET.get("cursor") or None
+        if cursor is not None and not keys.is_storage_id(cursor):
+            raise Http404("No such page of sessions.")
         records: list[Record] = []
         next_cursor = None
         if storage is not None:
-            if user_id:
+            if "\x00" in user_id:
+                records = []  # no store keeps such an id (and PostgreSQL refuses it)
+            elif user_id:
                 records = sorted(storage.user_records(user_id), key=lambda r: r.key)
             else:
                 page = storage.page(cursor, limit=PAGE_SIZE)
@@ -97,7 +121,7 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         context = self._context(
             request,
             "Sessions",
-            supported=storage is not None,
+            unsupported=None if storage is not None else _unsupported(),
             records=records,
             user_id=user_id,
             cursor=cursor,
@@ -135,7 +159,10 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         )
 
     def _changelist(self) -> str:
-        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+        return reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
+            current_app=self.admin_site.name,
+        )
 
     def revoke_view(self, request: HttpRequest, key: str) -> HttpResponse:
         storage = self._storage(request, revoke=True)
@@ -145,10 +172,11 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         messages.success(request, "The session was revoked: its user is signed out of it.")
         return HttpResponseRedirect(self._changelist())
 
-    def revoke_user_view(self, request: HttpRequest, user_id: str) -> HttpResponse:
+    def revoke_user_view(self, request: HttpRequest) -> HttpResponse:
         storage = self._storage(request, revoke=True)
-        if storage is None:
-            raise Http404("SESSION_ENGINE is not an engine of django_azure_sessions.")
+        user_id = request.POST.get("user", "")
+        if storage is None or not user_id or "\x00" in user_id:
+            raise Http404("No such user's sessions.")
         records = storage.user_records(user_id)
         for record in records:
             storage.delete(record.key)

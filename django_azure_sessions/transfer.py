@@ -6,8 +6,9 @@ the target with the target's create-if-absent, so a copy never overwrites a sess
 in the target, and running it twice copies only what the first run did not.
 
 Sessions keep their keys: a cookie issued by the old engine finds its session in the new
-one. Data written by Django's engines is kept as Django signed it; this package's codec
-reads that format, so it needs no re-encoding.
+one. Data from this package's engines is copied as it is stored; data from Django's engines
+is decoded by the source engine (so its salt and serializer apply) and encoded again for the
+target.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from .core import keys
+from .core import codec, keys
 from .core.session import USER_ID_KEY, StoreSession
 from .core.storage import Record, Storage, utcnow
 
@@ -41,22 +42,25 @@ def session_store(engine: str) -> type[Any]:
         raise ImproperlyConfigured(f"{engine!r} is not a session engine: {exc}") from exc
 
 
-def target_storage(engine: str) -> Storage:
+def target_store(engine: str) -> type[StoreSession]:
     store = session_store(engine)
     if not issubclass(store, StoreSession):
         raise ImproperlyConfigured(
             f"Sessions can be copied to an engine of django_azure_sessions only, not {engine!r}."
         )
-    return store.get_storage()
+    return store
 
 
-def source_records(engine: str, batch_size: int) -> Iterator[Record | None]:
-    """Every session of ``engine``, a page at a time; None for one that cannot be copied."""
+def source_records(
+    engine: str, batch_size: int, target: type[StoreSession]
+) -> Iterator[Record | None]:
+    """Every session of ``engine``, a page at a time, as ``target`` stores it; None for one
+    that cannot be copied."""
     store = session_store(engine)
     if issubclass(store, StoreSession):
         yield from store.get_storage().records(batch_size)
     elif hasattr(store, "get_model_class"):  # django.contrib.sessions db and cached_db
-        yield from _model_records(store, batch_size)
+        yield from _model_records(store, batch_size, target())
     else:
         raise ImproperlyConfigured(
             f"The sessions of {engine!r} cannot be listed, so they cannot be copied: only "
@@ -64,7 +68,9 @@ def source_records(engine: str, batch_size: int) -> Iterator[Record | None]:
         )
 
 
-def _model_records(store: type[Any], batch_size: int) -> Iterator[Record | None]:
+def _model_records(
+    store: type[Any], batch_size: int, encoder: StoreSession
+) -> Iterator[Record | None]:
     model = store.get_model_class()
     decoder = store()
     last = ""
@@ -75,13 +81,15 @@ def _model_records(store: type[Any], batch_size: int) -> Iterator[Record | None]
             .values_list("session_key", "session_data", "expire_date")[:batch_size]
         )
         for key, data, expires in rows:
-            yield _django_record(decoder, key, data, expires)
+            yield _django_record(decoder, encoder, key, data, expires)
         if len(rows) < batch_size:
             return
         last = rows[-1][0]
 
 
-def _django_record(decoder: Any, key: str, data: str, expires: datetime.datetime) -> Record | None:
+def _django_record(
+    decoder: Any, encoder: StoreSession, key: str, data: str, expires: datetime.datetime
+) -> Record | None:
     if not keys.is_valid(key):
         return None
     session = decoder.decode(data)  # {} when the signature or the serializer fails
@@ -92,7 +100,7 @@ def _django_record(decoder: Any, key: str, data: str, expires: datetime.datetime
     user_id = session.get(USER_ID_KEY)
     return Record(
         key=keys.storage_id(key),
-        data=data.encode("ascii"),
+        data=codec.encode(session, encoder.key_salt, encoder.serializer),
         expires=expires.astimezone(datetime.timezone.utc),
         user_id=None if user_id is None else str(user_id),
         updated=utcnow(),
@@ -109,8 +117,18 @@ def copy(records: Iterator[Record | None], target: Storage, *, dry_run: bool = F
                 counts.copied += 1
             else:
                 counts.present += 1
-        elif target.create(record) is None:
-            counts.present += 1
-        else:
+        elif _create(target, record):
             counts.copied += 1
+        else:
+            counts.present += 1
     return counts
+
+
+def _create(target: Storage, record: Record) -> bool:
+    if target.create(record) is not None:
+        return True
+    if target.load(record.key) is not None:
+        return False  # a live session: the target's own, left alone
+    # An expired one that clear_expired() has not removed yet holds the key: replace it.
+    target.delete(record.key)
+    return target.create(record) is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from importlib import import_module
@@ -55,7 +56,8 @@ def engine(request: pytest.FixtureRequest, azurite: Azurite) -> Iterator[type[An
 
 def signed_in(store: type[Any], user_id: str, **data: Any) -> str:
     session = store()
-    session.update({USER_ID_KEY: user_id, "_auth_user_hash": "secret-hash", **data})
+    secrets = {"_auth_user_hash": "secret-hash", "_csrftoken": "csrf-secret"}
+    session.update({USER_ID_KEY: user_id, **secrets, **data})
     session.save()
     return session.session_key  # type: ignore[no-any-return]
 
@@ -90,7 +92,7 @@ def test_browse_filter_and_inspect(engine: type[Any], superuser: Client) -> None
 
     listing = superuser.get(LIST).content.decode()
     for key in (alice, bob):
-        assert keys.storage_id(key)[:18] in listing
+        assert f"<code>{keys.storage_id(key)[:18]}…</code>" in listing
         assert key not in listing  # the stored id, never the cookie value
     assert engine.__module__ in listing
 
@@ -103,7 +105,7 @@ def test_browse_filter_and_inspect(engine: type[Any], superuser: Client) -> None
     page = detail.content.decode()
     for shown in ("pear", "plum", "501"):
         assert shown in page
-    for hidden in ("secret-hash", "_auth_user_hash"):
+    for hidden in ("secret-hash", "_auth_user_hash", "csrf-secret", "_csrftoken"):
         assert hidden not in page
     assert alice not in page
 
@@ -122,7 +124,7 @@ def test_revoke_one_session_and_every_session_of_a_user(
     assert engine(second).load()[USER_ID_KEY] == "601"
     assert superuser.post(url).status_code == 404  # gone
 
-    response = superuser.post(f"{LIST}user/601/revoke/", follow=True)
+    response = superuser.post(f"{LIST}revoke-user/", {"user": "601"}, follow=True)
     assert "1 sessions of user 601 revoked" in response.content.decode()
     assert engine(second).load() == {}
     assert engine(other).load()[USER_ID_KEY] == "602"
@@ -136,16 +138,43 @@ def test_pages_follow_the_admin_permissions(engine: type[Any]) -> None:
     assert viewer.get(LIST).status_code == 200
     assert "Revoke" not in viewer.get(f"{LIST}{key}/").content.decode()
     assert viewer.post(f"{LIST}{key}/revoke/").status_code == 403
-    assert viewer.post(f"{LIST}user/701/revoke/").status_code == 403
+    assert viewer.post(f"{LIST}revoke-user/", {"user": "701"}).status_code == 403
     revoker = staff("view_session", "delete_session")
     assert "Revoke this session" in revoker.get(f"{LIST}{key}/").content.decode()
     assert revoker.post(f"{LIST}{key}/revoke/").status_code == 302
 
 
-def test_unknown_or_malformed_ids_are_not_found(engine: type[Any], superuser: Client) -> None:
+def test_unknown_or_malformed_input_is_not_found(engine: type[Any], superuser: Client) -> None:
     assert superuser.get(f"{LIST}{'0' * 64}/").status_code == 404
     assert superuser.get(f"{LIST}not-an-id/").status_code == 404
     assert superuser.post(f"{LIST}{'0' * 64}/revoke/").status_code == 404
+    assert superuser.get(LIST, {"cursor": "0x" + "z" * 62}).status_code == 404
+    assert superuser.get(LIST, {"user": "a\x00b"}).status_code == 200
+    assert superuser.post(f"{LIST}revoke-user/", {"user": ""}).status_code == 404
+
+
+def test_any_user_id_can_be_shown_and_revoked(engine: type[Any], superuser: Client) -> None:
+    key = signed_in(engine, "tenant/7 <b>")
+    detail = superuser.get(f"{LIST}{keys.storage_id(key)}/").content.decode()
+    assert "tenant/7 &lt;b&gt;" in detail
+    assert "<b>" not in detail
+    listing = superuser.get(LIST, {"user": "tenant/7 <b>"}).content.decode()
+    assert keys.storage_id(key)[:18] in listing
+    response = superuser.post(f"{LIST}revoke-user/", {"user": "tenant/7 <b>"})
+    assert response.status_code == 302
+    assert engine(key).load() == {}
+
+
+def test_without_hashed_keys_the_pages_show_nothing(engine: type[Any]) -> None:
+    with override_settings(AZURE_SESSIONS={**settings.AZURE_SESSIONS, "HASH_KEYS": False}):
+        superuser = Client()  # signed in under this setting
+        superuser.force_login(User.objects.create_superuser("admin-plain"))
+        key = signed_in(engine, "950")  # stored under its own key
+        page = superuser.get(LIST).content.decode()
+        assert "HASH_KEYS" in page
+        assert key not in page
+        assert superuser.get(f"{LIST}{key}/").status_code == 404
+        assert superuser.post(f"{LIST}{key}/revoke/").status_code == 404
 
 
 def test_pages_of_sessions(
@@ -155,17 +184,18 @@ def test_pages_of_sessions(
 
     made = {keys.storage_id(signed_in(engine, "801")) for _ in range(3)}
     monkeypatch.setattr(sessions_admin, "PAGE_SIZE", 2)
-    seen: set[str] = set()
-    url, params = LIST, {}
+    listed: list[str] = []
+    params: dict[str, str] = {}
     for _ in range(10):
-        response = superuser.get(url, params)
+        response = superuser.get(LIST, params)
         records = response.context["records"]
         assert len(records) <= 2
-        seen.update(record.key for record in records)
+        listed += [record.key for record in records]
         if response.context["next_cursor"] is None:
             break
         params = {"cursor": response.context["next_cursor"]}
-    assert made <= seen  # the admin's own session is listed too
+    assert listed == sorted(set(listed))  # in key order, none twice
+    assert made <= set(listed)  # the admin's own session is listed too
 
 
 def test_an_engine_of_django_is_said_to_be_unsupported(superuser: Client) -> None:
@@ -180,4 +210,22 @@ def test_an_engine_of_django_is_said_to_be_unsupported(superuser: Client) -> Non
         client = Client()
         client.force_login(User.objects.create_superuser("admin-db"))
         page = client.get(LIST).content.decode()
+        assert client.get(f"{LIST}{'0' * 64}/").status_code == 404
+        assert client.post(f"{LIST}{'0' * 64}/revoke/").status_code == 404
+        assert client.post(f"{LIST}revoke-user/", {"user": "1"}).status_code == 404
     assert "is not an engine of django-azure-sessions" in page
+
+
+def test_the_revoke_forms_carry_a_working_csrf_token(engine: type[Any]) -> None:
+    key = signed_in(engine, "901")
+    admin = User.objects.create_superuser(f"admin-{uuid.uuid4().hex[:6]}")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin)
+    url = f"{LIST}{keys.storage_id(key)}/revoke/"
+    assert client.post(url).status_code == 403  # no token: refused by Django's CSRF check
+    page = client.get(f"{LIST}{keys.storage_id(key)}/").content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token is not None
+    assert f'action="{url}"' in page
+    assert client.post(url, {"csrfmiddlewaretoken": token[1]}).status_code == 302
+    assert engine(key).load() == {}

@@ -77,11 +77,11 @@ def test_clearsessions_says_what_it_removed_when_asked(stores: str, engine: str)
     live = saved(engine, **{USER_ID_KEY: "3"})
     storage = store(engine).get_storage()
     storage.create(make_record(keys.storage_id(keys.new_key()), expires_in=-7200, user_id="3"))
+    items = "user-index entries" if engine == REDIS else "sessions"
     with override_settings(SESSION_ENGINE=engine):
         assert run("clearsessions") == ""  # quiet by default, as cron wants
-        assert run("clearsessions", verbosity=2).startswith(
-            f"0 expired sessions removed from {engine}"
-        )
+        again = run("clearsessions", verbosity=2)  # the quiet run removed it
+    assert again.startswith(f"0 expired {items} removed from {engine} in ")
     assert store(engine)(live)[USER_ID_KEY] == "3"
 
 
@@ -102,7 +102,7 @@ def test_clearsessions_prunes_the_redis_user_index(stores: str) -> None:
     # An index entry outlives its session by as long again (the set lives on with `live`).
     time.sleep(0.7)
     out = run("clearsessions", "--engine", REDIS, verbosity=2)
-    assert out.startswith(f"1 expired sessions removed from {REDIS}")
+    assert out.startswith(f"1 expired user-index entries removed from {REDIS}")
     assert [r.key for r in storage.user_records("8")] == [live]
 
 
@@ -127,7 +127,8 @@ class SessionStore(SessionBase):
 
 
 def _django_sessions() -> dict[str, str]:
-    """Sessions written by Django's db engine: two to copy, and three that cannot be."""
+    """Sessions written by Django's db engine: two to copy, an expired one (not even read),
+    and two that cannot be copied (a key no engine accepts, data that does not verify)."""
     made = {}
     for name, data in {"signed_in": {USER_ID_KEY: 42, "cart": [1]}, "anonymous": {"b": 2}}.items():
         session = DjangoDBStore()
@@ -156,7 +157,12 @@ def test_sessions_move_from_djangos_db_engine_keeping_their_keys(stores: str, ta
     assert dict(new(made["anonymous"]).items()) == {"b": 2}
     stored = new.get_storage()
     assert [r.key for r in stored.user_records("42")] == [keys.storage_id(made["signed_in"])]
-    assert 3500 < new(made["anonymous"]).get_expiry_age() <= settings.SESSION_COOKIE_AGE
+    for key in made.values():
+        record = stored.load(keys.storage_id(key))
+        assert record is not None
+        assert record.data.startswith(b"~")  # encoded again, in this package's format
+        expected = Session.objects.get(session_key=key).expire_date
+        assert abs((record.expires - expected).total_seconds()) < 1
 
     again = run("migratesessions", "--from", DJANGO_DB, "--to", target)
     assert "Copied 0 sessions" in again
@@ -215,6 +221,23 @@ def test_naive_expiry_dates_are_read_in_djangos_time_zone(stores: str) -> None:
         session.save()
         key = session.session_key
         run("migratesessions", "--from", DJANGO_DB, "--to", REDIS)
-    assert 3500 < store(REDIS)(key).get_expiry_age() <= settings.SESSION_COOKIE_AGE
-    ttl = store(REDIS).get_storage().load(keys.storage_id(key)).expires - timezone.now()
-    assert abs(ttl.total_seconds() - settings.SESSION_COOKIE_AGE) < 60
+    record = store(REDIS).get_storage().load(keys.storage_id(key))
+    assert record is not None
+    ttl = (record.expires - timezone.now()).total_seconds()
+    assert abs(ttl - settings.SESSION_COOKIE_AGE) < 60  # naive New York time read as such
+
+
+def test_an_expired_copy_in_the_target_is_replaced(stores: str) -> None:
+    session = DjangoDBStore()
+    session["fresh"] = True
+    session.save()
+    stale = make_record(keys.storage_id(session.session_key), expires_in=-60)
+    assert store(SQL).get_storage().create(stale)  # not yet removed by clearsessions
+    out = run("migratesessions", "--from", DJANGO_DB, "--to", SQL)
+    assert "Copied 1 sessions" in out
+    assert store(SQL)(session.session_key)["fresh"] is True
+
+
+def test_a_wrong_engine_for_clearsessions_is_a_command_error() -> None:
+    with pytest.raises(CommandError, match="is not a session engine"):
+        run("clearsessions", "--engine", "no.such.engine")

@@ -81,6 +81,9 @@ class Storage(abc.ABC):
     def delete(self, key: str) -> None:
         """Remove the record; removing an absent record is not an error."""
 
+    #: What ``clear_expired()`` counts, as ``clearsessions -v 2`` reports it.
+    expired_items: ClassVar[str] = "expired sessions"
+
     @abc.abstractmethod
     def clear_expired(self) -> int:
         """Remove expired records in bounded batches; return how many were removed."""

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...core.session import StoreSession
@@ -30,10 +31,16 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         engine = options["engine"] or settings.SESSION_ENGINE
-        store = session_store(engine)
+        try:
+            store = session_store(engine)
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
         started = time.monotonic()
-        if issubclass(store, StoreSession):
-            removed: int | None = store.get_storage().clear_expired()
+        what = "expired sessions"
+        if _counts(store):
+            storage = store.get_storage()
+            removed: int | None = storage.clear_expired()
+            what = storage.expired_items
         else:
             try:
                 store.clear_expired()
@@ -43,7 +50,15 @@ class Command(BaseCommand):
                 ) from None
             removed = None
         if options["verbosity"] >= 2:
-            what = "Expired sessions" if removed is None else f"{removed} expired sessions"
+            count = what.capitalize() if removed is None else f"{removed} {what}"
             self.stdout.write(
-                f"{what} removed from {engine} in {time.monotonic() - started:.2f} s."
+                f"{count} removed from {engine} in {time.monotonic() - started:.2f} s."
             )
+
+
+def _counts(store: type[Any]) -> bool:
+    """Whether ``store`` is an engine of this package that does not clear in its own way."""
+    return (
+        issubclass(store, StoreSession)
+        and store.clear_expired.__func__ is StoreSession.clear_expired.__func__  # type: ignore[attr-defined]
+    )

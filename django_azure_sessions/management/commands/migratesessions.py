@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...transfer import copy, source_records, target_storage
+from ...transfer import copy, source_records, target_store
 
 
 class Command(BaseCommand):
@@ -59,9 +59,9 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1.")
         started = time.monotonic()
         try:
-            storage = target_storage(target)
-            records = source_records(source, options["batch_size"])
-            counts = copy(records, storage, dry_run=options["dry_run"])
+            store = target_store(target)
+            records = source_records(source, options["batch_size"], store)
+            counts = copy(records, store.get_storage(), dry_run=options["dry_run"])
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
         if options["verbosity"] >= 1:
