@@ -9,7 +9,6 @@ from importlib import import_module
 from typing import Any
 
 import pytest
-import redis
 from django.conf import settings
 from django.contrib.auth.models import Permission, User
 from django.test import Client, override_settings
@@ -18,8 +17,8 @@ from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
 from testproject import settings as demo_settings
 
-from .fixtures.redis import delete_prefix
-from .fixtures.table import Azurite, table_settings
+from .fixtures.stores import every_store
+from .fixtures.table import Azurite
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -31,27 +30,20 @@ ENGINES = [
 LIST = "/admin/django_azure_sessions/session/"
 
 
+DEMO_SITE = {
+    "INSTALLED_APPS": demo_settings.INSTALLED_APPS,
+    "MIDDLEWARE": demo_settings.MIDDLEWARE,
+    "TEMPLATES": demo_settings.TEMPLATES,
+    "ROOT_URLCONF": demo_settings.ROOT_URLCONF,
+    "STATIC_URL": demo_settings.STATIC_URL,
+}
+
+
 @pytest.fixture(params=ENGINES, ids=["sql", "redis", "table"])
 def engine(request: pytest.FixtureRequest, azurite: Azurite) -> Iterator[type[Any]]:
     """The demo site's admin, with ``SESSION_ENGINE`` set to each engine in turn."""
-    prefix = f"t{uuid.uuid4().hex[:8]}:"
-    with override_settings(
-        INSTALLED_APPS=demo_settings.INSTALLED_APPS,
-        MIDDLEWARE=demo_settings.MIDDLEWARE,
-        TEMPLATES=demo_settings.TEMPLATES,
-        ROOT_URLCONF=demo_settings.ROOT_URLCONF,
-        STATIC_URL=demo_settings.STATIC_URL,
-        SESSION_ENGINE=request.param,
-        AZURE_SESSIONS={
-            "KEY_PREFIX": prefix,
-            "SQL": {"DATABASE": "default"},
-            "REDIS": {"URL": settings.REDIS_URL},
-            "TABLE": table_settings(azurite),
-        },
-    ):
+    with every_store(azurite, SESSION_ENGINE=request.param, **DEMO_SITE):
         yield import_module(request.param).SessionStore
-    with redis.Redis.from_url(settings.REDIS_URL) as client:
-        delete_prefix(client, prefix)
 
 
 def signed_in(store: type[Any], user_id: str, **data: Any) -> str:
@@ -199,14 +191,7 @@ def test_pages_of_sessions(
 
 
 def test_an_engine_of_django_is_said_to_be_unsupported(superuser: Client) -> None:
-    with override_settings(
-        INSTALLED_APPS=demo_settings.INSTALLED_APPS,
-        MIDDLEWARE=demo_settings.MIDDLEWARE,
-        TEMPLATES=demo_settings.TEMPLATES,
-        ROOT_URLCONF=demo_settings.ROOT_URLCONF,
-        STATIC_URL=demo_settings.STATIC_URL,
-        SESSION_ENGINE="django.contrib.sessions.backends.db",
-    ):
+    with override_settings(SESSION_ENGINE="django.contrib.sessions.backends.db", **DEMO_SITE):
         client = Client()
         client.force_login(User.objects.create_superuser("admin-db"))
         page = client.get(LIST).content.decode()

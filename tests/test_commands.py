@@ -5,13 +5,11 @@ from __future__ import annotations
 import datetime
 import io
 import time
-import uuid
 from collections.abc import Iterator
 from importlib import import_module
 from typing import Any
 
 import pytest
-import redis
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sessions.backends.db import SessionStore as DjangoDBStore
@@ -25,8 +23,8 @@ from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
 
 from .fixtures.engines import make_record
-from .fixtures.redis import delete_prefix
-from .fixtures.table import Azurite, table_settings
+from .fixtures.stores import every_store
+from .fixtures.table import Azurite
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -39,17 +37,8 @@ DJANGO_DB = "django.contrib.sessions.backends.db"
 @pytest.fixture
 def stores(azurite: Azurite) -> Iterator[str]:
     """All three engines configured at once, under a prefix of this test."""
-    prefix = f"t{uuid.uuid4().hex[:8]}:"
-    section = {
-        "KEY_PREFIX": prefix,
-        "SQL": {"DATABASE": "default"},
-        "REDIS": {"URL": settings.REDIS_URL},
-        "TABLE": table_settings(azurite),
-    }
-    with override_settings(AZURE_SESSIONS=section):
+    with every_store(azurite) as prefix:
         yield prefix
-    with redis.Redis.from_url(settings.REDIS_URL) as client:
-        delete_prefix(client, prefix)
 
 
 def store(engine: str) -> type[Any]:

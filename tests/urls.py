@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import path
+from django.urls import include, path
 
 
 def session_set(request: HttpRequest) -> HttpResponse:
@@ -22,4 +22,5 @@ urlpatterns = [
     path("set/", session_set),
     path("get/", session_get),
     path("noop/", noop),
+    path("account/sessions/", include("django_azure_sessions.urls")),
 ]

@@ -1,0 +1,59 @@
+"""A user's sessions, for "where am I signed in" pages and "sign out everywhere" buttons.
+
+Both work on ``SESSION_ENGINE`` when it is an engine of this package, through the per-user
+index every engine keeps::
+
+    from django_azure_sessions.users import sign_out_everywhere
+
+    def change_password_done(request):
+        sign_out_everywhere(request.user, keep=request.session)  # other devices, not this one
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
+from django.core.exceptions import ImproperlyConfigured
+
+from .core import keys
+from .core.session import StoreSession
+from .core.storage import Record, Storage
+from .transfer import session_store
+
+
+def _storage() -> Storage:
+    store = session_store(settings.SESSION_ENGINE)
+    if not issubclass(store, StoreSession):
+        raise ImproperlyConfigured(
+            "A user's sessions can be listed on the engines of django_azure_sessions only; "
+            f"SESSION_ENGINE is {settings.SESSION_ENGINE!r}."
+        )
+    return store.get_storage()
+
+
+def user_id(user: Any) -> str:
+    """The id a session keeps for ``user``, as ``django.contrib.auth.login()`` writes it."""
+    return user._meta.pk.value_to_string(user)  # type: ignore[no-any-return]
+
+
+def stored_id(session: SessionBase) -> str | None:
+    """The id under which ``session`` is stored, or None if it has no key yet."""
+    key = session.session_key
+    return None if key is None else keys.storage_id(key)
+
+
+def user_sessions(user: Any) -> list[Record]:
+    """The live sessions signed in as ``user``, in stored-id order."""
+    return sorted(_storage().user_records(user_id(user)), key=lambda record: record.key)
+
+
+def sign_out_everywhere(user: Any, *, keep: SessionBase | None = None) -> int:
+    """Delete every session of ``user`` but ``keep``; return how many were deleted."""
+    storage = _storage()
+    kept = None if keep is None else stored_id(keep)
+    revoked = [r for r in storage.user_records(user_id(user)) if r.key != kept]
+    for record in revoked:
+        storage.delete(record.key)
+    return len(revoked)

@@ -1,0 +1,79 @@
+"""A user's own sessions page, and sign_out_everywhere(), on each engine's real store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.exceptions import ImproperlyConfigured
+from django.test import Client, override_settings
+
+from django_azure_sessions.users import sign_out_everywhere, user_sessions
+
+from .fixtures.stores import every_store
+from .fixtures.table import Azurite
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+PAGE = "/account/sessions/"
+
+
+@pytest.fixture(params=["sql", "redis", "table"])
+def engine(request: pytest.FixtureRequest, azurite: Azurite) -> Iterator[str]:
+    module = f"django_azure_sessions.backends.{request.param}"
+    with every_store(azurite, SESSION_ENGINE=module):
+        yield module
+
+
+def signed_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def is_signed_in(client: Client) -> bool:
+    return client.get(PAGE).status_code == 200  # the page needs a signed-in user
+
+
+def test_users_see_their_sessions_and_sign_out_the_others(engine: str) -> None:
+    ann = User.objects.create_user("ann")
+    laptop, phone, tablet = signed_in(ann), signed_in(ann), signed_in(User.objects.get(pk=ann.pk))
+    bob = signed_in(User.objects.create_user("bob"))
+
+    page = laptop.get(PAGE)
+    assert page.status_code == 200
+    assert len(page.context["sessions"]) == 3
+    assert page.content.decode().count("This session") == 1
+    assert laptop.cookies["sessionid"].value not in page.content.decode()
+
+    response = laptop.post(f"{PAGE}sign-out-others/", follow=True)
+    assert "Signed out of 2 other sessions." in response.content.decode()
+    assert is_signed_in(laptop)
+    assert not is_signed_in(phone)
+    assert not is_signed_in(tablet)
+    assert is_signed_in(bob)
+    assert [s.key for s in user_sessions(ann)] == [response.context["current"]]
+
+
+def test_the_page_needs_a_signed_in_user_and_a_post_to_sign_out(engine: str) -> None:
+    assert Client().get(PAGE).status_code == 302  # to LOGIN_URL
+    client = signed_in(User.objects.create_user("cy"))
+    assert client.get(f"{PAGE}sign-out-others/").status_code == 405
+
+
+def test_sign_out_everywhere_for_a_password_change(engine: str) -> None:
+    dee = User.objects.create_user("dee")
+    first, second = signed_in(dee), signed_in(dee)
+    assert sign_out_everywhere(dee) == 2
+    assert not is_signed_in(first)
+    assert not is_signed_in(second)
+    assert sign_out_everywhere(dee) == 0
+
+
+def test_only_engines_of_this_package_keep_a_user_index() -> None:
+    with (
+        override_settings(SESSION_ENGINE="django.contrib.sessions.backends.db"),
+        pytest.raises(ImproperlyConfigured, match="engines of django_azure_sessions only"),
+    ):
+        user_sessions(User(pk=1))
