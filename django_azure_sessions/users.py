@@ -7,6 +7,8 @@ index every engine keeps::
 
     def change_password_done(request):
         sign_out_everywhere(request.user, keep=request.session)  # other devices, not this one
+
+``auser_sessions()`` and ``asign_out_everywhere()`` are the same for async views.
 """
 
 from __future__ import annotations
@@ -56,4 +58,18 @@ def sign_out_everywhere(user: Any, *, keep: SessionBase | None = None) -> int:
     revoked = [r for r in storage.user_records(user_id(user)) if r.key != kept]
     for record in revoked:
         storage.delete(record.key)
+    return len(revoked)
+
+
+async def auser_sessions(user: Any) -> list[Record]:
+    records = await _storage().auser_records(user_id(user))
+    return sorted(records, key=lambda record: record.key)
+
+
+async def asign_out_everywhere(user: Any, *, keep: SessionBase | None = None) -> int:
+    storage = _storage()
+    kept = None if keep is None else stored_id(keep)
+    revoked = [r for r in await storage.auser_records(user_id(user)) if r.key != kept]
+    for record in revoked:
+        await storage.adelete(record.key)
     return len(revoked)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib import import_module
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client, override_settings
 
-from django_azure_sessions.users import sign_out_everywhere, user_sessions
+from django_azure_sessions.users import (
+    asign_out_everywhere,
+    auser_sessions,
+    sign_out_everywhere,
+    user_sessions,
+)
 
 from .fixtures.stores import every_store
 from .fixtures.table import Azurite
@@ -62,13 +69,20 @@ def test_the_page_needs_a_signed_in_user_and_a_post_to_sign_out(engine: str) -> 
     assert client.get(f"{PAGE}sign-out-others/").status_code == 405
 
 
-def test_sign_out_everywhere_for_a_password_change(engine: str) -> None:
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_sign_out_everywhere_for_a_password_change(engine: str, is_async: bool) -> None:
+    listed = async_to_sync(auser_sessions) if is_async else user_sessions
+    revoke = async_to_sync(asign_out_everywhere) if is_async else sign_out_everywhere
     dee = User.objects.create_user("dee")
-    first, second = signed_in(dee), signed_in(dee)
-    assert sign_out_everywhere(dee) == 2
+    first, second, kept = signed_in(dee), signed_in(dee), signed_in(dee)
+    keep = import_module(engine).SessionStore(kept.cookies["sessionid"].value)
+    assert len(listed(dee)) == 3
+    assert revoke(dee, keep=keep) == 2
     assert not is_signed_in(first)
     assert not is_signed_in(second)
-    assert sign_out_everywhere(dee) == 0
+    assert is_signed_in(kept)
+    assert revoke(dee) == 1
+    assert listed(dee) == []
 
 
 def test_only_engines_of_this_package_keep_a_user_index() -> None:
