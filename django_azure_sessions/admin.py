@@ -25,6 +25,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
+from . import users
 from .conf import app_settings
 from .core import keys
 from .core.session import USER_ID_KEY, StoreSession
@@ -122,6 +123,7 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             request,
             "Sessions",
             unsupported=None if storage is not None else _unsupported(),
+            revoke_user_label=f"Revoke all {len(records)} sessions of user {user_id}",
             records=records,
             user_id=user_id,
             cursor=cursor,
@@ -145,6 +147,7 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         data = store().decode(record.data)
         shown = sorted((k, v) for k, v in data.items() if k not in HIDDEN_KEYS)
         now = datetime.datetime.now(datetime.timezone.utc)
+        user_id = data.get(USER_ID_KEY, record.user_id)
         context = self._context(
             request,
             "Session",
@@ -152,7 +155,8 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             data=shown,
             size=len(record.data),
             expires_in=record.expires - now,
-            user_id=data.get(USER_ID_KEY, record.user_id),
+            user_id=user_id,
+            revoke_user_label=f"Revoke every session of user {user_id}",
         )
         return TemplateResponse(
             request, "admin/django_azure_sessions/session_detail.html", context
@@ -177,10 +181,8 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         user_id = request.POST.get("user", "")
         if storage is None or not user_id or "\x00" in user_id:
             raise Http404("No such user's sessions.")
-        records = storage.user_records(user_id)
-        for record in records:
-            storage.delete(record.key)
+        revoked = users.revoke(storage, user_id)
         messages.success(
-            request, f"{len(records)} sessions of user {user_id} revoked: signed out everywhere."
+            request, f"{revoked} sessions of user {user_id} revoked: signed out everywhere."
         )
         return HttpResponseRedirect(self._changelist())

@@ -7,12 +7,12 @@ properties here may assume well-formed input and stay cheap (they run on every r
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django.conf import settings as django_settings
 from django.core.signals import setting_changed
-from django.dispatch import receiver
 
 SETTING_NAME = "AZURE_SESSIONS"
 
@@ -63,38 +63,64 @@ def section_keys(name: str) -> frozenset[str]:
     return frozenset(f.name for f in fields(SECTIONS[name]))
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class SettingsCache(Generic[K, V]):
+    """Values computed from Django settings, kept until ``setting_changed`` names one of
+    ``settings`` (as Django does for its own cached settings, e.g. the time zone).
+
+    A value computed while one of the settings changes is returned but not kept: the
+    generation counter tells that a change came in between.
+    """
+
+    def __init__(self, settings: frozenset[str], build: Callable[[K], V]) -> None:
+        self._settings = settings
+        self._build = build
+        self._values: dict[K, V] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+        setting_changed.connect(self._changed, weak=False)
+
+    def get(self, key: K) -> V:
+        try:
+            return self._values[key]
+        except KeyError:
+            generation = self._generation
+            value = self._build(key)
+            with self._lock:
+                if generation == self._generation:
+                    self._values[key] = value
+            return value
+
+    def _changed(self, *, setting: str, **kwargs: Any) -> None:
+        if setting in self._settings:
+            with self._lock:
+                self._generation += 1
+                self._values.clear()
+
+
+def _read_raw(_: None) -> dict[str, Any]:
+    value = getattr(django_settings, SETTING_NAME, None)
+    return value if isinstance(value, dict) else {}
+
+
 class Settings:
     """Typed view of ``settings.AZURE_SESSIONS``; ``override_settings`` just works.
 
-    The setting is read once and again whenever ``setting_changed`` says it changed (as
-    Django does for its own cached settings), since ``HASH_KEYS`` is read on every request.
+    The setting is read once, and again after it changes, since ``HASH_KEYS`` is read on
+    every request.
     """
 
     def __init__(self) -> None:
-        self._raw: dict[str, Any] | None = None
-        self._generation = 0  # see reload()
-        self._lock = threading.Lock()
+        self._raw: SettingsCache[None, dict[str, Any]] = SettingsCache(
+            frozenset({SETTING_NAME}), _read_raw
+        )
 
     @property
     def raw(self) -> dict[str, Any]:
-        raw = self._raw
-        if raw is None:
-            generation = self._generation
-            value = getattr(django_settings, SETTING_NAME, None)
-            raw = value if isinstance(value, dict) else {}
-            with self._lock:
-                if generation == self._generation:
-                    self._raw = raw
-        return raw
-
-    def reload(self) -> None:
-        """Read ``settings.AZURE_SESSIONS`` again on next use.
-
-        A thread reading the setting while it changes does not cache what it read.
-        """
-        with self._lock:
-            self._generation += 1
-            self._raw = None
+        return self._raw.get(None)
 
     def _get(self, key: str) -> Any:
         return self.raw.get(key, TOP_LEVEL_DEFAULTS[key])
@@ -130,9 +156,3 @@ class Settings:
 
 
 app_settings = Settings()
-
-
-@receiver(setting_changed)
-def _reload(*, setting: str, **kwargs: Any) -> None:
-    if setting == SETTING_NAME:
-        app_settings.reload()

@@ -42,11 +42,12 @@ def session_store(engine: str) -> type[Any]:
         raise ImproperlyConfigured(f"{engine!r} is not a session engine: {exc}") from exc
 
 
-def target_store(engine: str) -> type[StoreSession]:
+def our_store(engine: str, purpose: str) -> type[StoreSession]:
+    """The ``SessionStore`` of ``engine``, which ``purpose`` needs to be one of this package."""
     store = session_store(engine)
     if not issubclass(store, StoreSession):
         raise ImproperlyConfigured(
-            f"Sessions can be copied to an engine of django_azure_sessions only, not {engine!r}."
+            f"{purpose} on the engines of django_azure_sessions only, and {engine!r} is not one."
         )
     return store
 

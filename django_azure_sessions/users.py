@@ -17,22 +17,15 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
-from django.core.exceptions import ImproperlyConfigured
 
 from .core import keys
-from .core.session import StoreSession
 from .core.storage import Record, Storage
-from .transfer import session_store
+from .transfer import our_store
 
 
 def _storage() -> Storage:
-    store = session_store(settings.SESSION_ENGINE)
-    if not issubclass(store, StoreSession):
-        raise ImproperlyConfigured(
-            "A user's sessions can be listed on the engines of django_azure_sessions only; "
-            f"SESSION_ENGINE is {settings.SESSION_ENGINE!r}."
-        )
-    return store.get_storage()
+    purpose = "A user's sessions are indexed"
+    return our_store(settings.SESSION_ENGINE, purpose).get_storage()
 
 
 def user_id(user: Any) -> str:
@@ -53,9 +46,12 @@ def user_sessions(user: Any) -> list[Record]:
 
 def sign_out_everywhere(user: Any, *, keep: SessionBase | None = None) -> int:
     """Delete every session of ``user`` but ``keep``; return how many were deleted."""
-    storage = _storage()
-    kept = None if keep is None else stored_id(keep)
-    revoked = [r for r in storage.user_records(user_id(user)) if r.key != kept]
+    return revoke(_storage(), user_id(user), keep=None if keep is None else stored_id(keep))
+
+
+def revoke(storage: Storage, owner: str, *, keep: str | None = None) -> int:
+    """Delete the sessions of the user whose id is ``owner`` but the one stored as ``keep``."""
+    revoked = [r for r in storage.user_records(owner) if r.key != keep]
     for record in revoked:
         storage.delete(record.key)
     return len(revoked)

@@ -91,10 +91,12 @@ def test_browse_filter_and_inspect(engine: type[Any], superuser: Client) -> None
     mine = superuser.get(LIST, {"user": "501"}).content.decode()
     assert keys.storage_id(alice)[:18] in mine
     assert keys.storage_id(bob)[:18] not in mine
+    assert 'value="Revoke all 1 sessions of user 501"' in mine
 
     detail = superuser.get(f"{LIST}{keys.storage_id(alice)}/")
     assert detail.status_code == 200
     page = detail.content.decode()
+    assert 'value="Revoke every session of user 501"' in page
     for shown in ("pear", "plum", "501"):
         assert shown in page
     for hidden in ("secret-hash", "_auth_user_hash", "csrf-secret", "_csrftoken"):

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
 import zlib
 from typing import Any
 
 from django.conf import settings
 from django.core import signing
-from django.core.signals import setting_changed
-from django.dispatch import receiver
+
+from ..conf import SettingsCache
 
 MAGIC = b"~1"  # "~" is outside the alphabet of django.core.signing output
 MAGIC_COMPRESSED = b"~z"
@@ -28,26 +27,17 @@ _HEADER = len(MAGIC) + _SIG_SIZE
 COMPRESS_FROM = 4096  # bytes of serialized payload; smaller payloads gain little
 
 
+def _build_keyring(salt: str) -> tuple[Any, ...]:
+    secrets = (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ()))
+    return tuple(_mac(secret, salt) for secret in secrets)
+
+
 # Per salt: the HMAC of SECRET_KEY first, then one per SECRET_KEY_FALLBACKS entry, each ready
-# to be copied. Built on first use, so the hot path reads no setting; dropped when either
-# setting changes (override_settings, tests). The generation keeps a keyring built from the
-# old settings, by a thread that was reading them during the change, out of the cache.
-_keyrings: dict[str, tuple[Any, ...]] = {}
-_generation = 0
-_lock = threading.Lock()
-
-
-def _keyring(salt: str) -> tuple[Any, ...]:
-    try:
-        return _keyrings[salt]
-    except KeyError:
-        generation = _generation
-        secrets = (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ()))
-        ring = tuple(_mac(secret, salt) for secret in secrets)
-        with _lock:
-            if generation == _generation:
-                _keyrings[salt] = ring
-        return ring
+# to be copied. Built on first use, so the hot path reads no setting.
+_keyrings: SettingsCache[str, tuple[Any, ...]] = SettingsCache(
+    frozenset({"SECRET_KEY", "SECRET_KEY_FALLBACKS"}), _build_keyring
+)
+_keyring = _keyrings.get
 
 
 def _mac(secret: str | bytes, salt: str) -> Any:
@@ -55,15 +45,6 @@ def _mac(secret: str | bytes, salt: str) -> Any:
         secret = secret.encode()
     key = hashlib.sha256(salt.encode() + b"django-azure-sessions" + secret).digest()
     return hmac.new(key, digestmod=hashlib.sha256)
-
-
-@receiver(setting_changed)
-def _forget_keys(*, setting: str, **kwargs: Any) -> None:
-    global _generation
-    if setting in {"SECRET_KEY", "SECRET_KEY_FALLBACKS"}:
-        with _lock:
-            _generation += 1
-            _keyrings.clear()
 
 
 def _sign(mac: Any, body: bytes) -> bytes:

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...transfer import copy, source_records, target_store
+from ...transfer import copy, our_store, source_records
 
 
 class Command(BaseCommand):
@@ -59,7 +59,7 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1.")
         started = time.monotonic()
         try:
-            store = target_store(target)
+            store = our_store(target, "Sessions can be copied")
             records = source_records(source, options["batch_size"], store)
             counts = copy(records, store.get_storage(), dry_run=options["dry_run"])
         except ImproperlyConfigured as exc:
