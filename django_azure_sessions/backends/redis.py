@@ -41,6 +41,7 @@ from .redis_connection import (
     import_redis,
     spec_from_settings,
 )
+from .redis_wire import pack, read_replies, speaks_plain_resp2
 
 __all__ = ["RedisStorage", "SessionStore", "entra_id_credential_provider"]
 
@@ -95,24 +96,16 @@ return 1
 """)
 
 
-class Version(NamedTuple):
-    """What a load tells the next save: the counter, index coverage and creation time."""
-
-    number: int
-    indexed_until: int
-    created: int
+# What a load tells the next save: the version counter, how long the user index covers the
+# session, and when it was created (ms). A plain tuple: a NamedTuple costs a Python call.
+Version = tuple[int, int, int]
 
 
-class _Call(NamedTuple):
-    """A command of a save on ``key``: ``script`` (by its SHA) if it runs one, and the command."""
-
-    script: Script | None
-    key: str
-    command: tuple[Any, ...]
+SCRIPTS = {script.sha: script for script in (UPDATE, FORGET_INDEX, INDEX)}
 
 
-def _script_call(script: Script, key: str, *args: Any) -> _Call:
-    return _Call(script, key, ("EVALSHA", script.sha, 1, key, *args))
+def _script_call(script: Script, key: str, *args: Any) -> tuple[Any, ...]:
+    return ("EVALSHA", script.sha, 1, key, *args)
 
 
 def _ms(value: datetime.datetime) -> int:
@@ -125,21 +118,6 @@ def _now_ms() -> int:
 
 def _datetime(ms: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
-
-
-def _pack(commands: list[tuple[Any, ...]]) -> bytes:
-    """RESP for commands of str, bytes and int arguments (what redis-py's packer does, but in
-    one join: a noticeable part of a command's cost in Python)."""
-    out = []
-    for command in commands:
-        out.append(b"*%d\r\n" % len(command))
-        for arg in command:
-            if isinstance(arg, str):
-                arg = arg.encode()
-            elif isinstance(arg, int):
-                arg = b"%d" % arg
-            out += (b"$%d\r\n" % len(arg), arg, b"\r\n")
-    return b"".join(out)
 
 
 def _glob_escape(text: str) -> str:
@@ -189,12 +167,14 @@ class RedisStorage(Storage):
             data=value[start:],
             expires=_datetime(expires),
             user_id=None if user_size == NO_USER else value[HEADER.size : start].decode(),
-            version=Version(version, indexed, created),
+            version=(version, indexed, created),
             created=_datetime(created) if listing else None,
             updated=_datetime(updated) if listing else None,
         )
 
-    def _save_calls(self, record: Record, loaded: Record | None) -> tuple[list[_Call], Version]:
+    def _save_commands(
+        self, record: Record, loaded: Record | None
+    ) -> tuple[list[tuple[Any, ...]], Version]:
         """The commands that save ``record`` (the index first), and its new version."""
         now = _now_ms()
         expires = _ms(record.expires)
@@ -206,12 +186,12 @@ class RedisStorage(Storage):
             version += 1
             if loaded.user_id != user:
                 indexed = 0
-        calls = []
+        commands = []
         if user is not None and expires > now and expires > indexed:
             # Cover twice the remaining lifetime: a session saved on every request needs a new
             # index entry about once per lifetime, not once per save.
             indexed = 2 * expires - now
-            calls.append(_script_call(INDEX, self.user_key(user), record.key, indexed, now))
+            commands.append(_script_call(INDEX, self.user_key(user), record.key, indexed, now))
         user_bytes = b"" if user is None else user.encode()
         if len(user_bytes) >= NO_USER:
             raise ValueError("A user id of 64 KiB or more cannot be stored with a session.")
@@ -230,15 +210,15 @@ class RedisStorage(Storage):
         key = self.session_key(record.key)
         ttl = expires - now
         if loaded is None:
-            calls.append(_Call(None, key, ("SET", key, value, "NX", "PX", max(ttl, 1))))
+            commands.append(("SET", key, value, "NX", "PX", max(ttl, 1)))
         else:
-            expected = VERSION.pack(loaded.version.number)
-            calls.append(_script_call(UPDATE, key, expected, value, ttl))
-        return calls, Version(version, indexed, created)
+            expected = VERSION.pack(version - 1)
+            commands.append(("EVALSHA", UPDATE.sha, 1, key, expected, value, ttl))
+        return commands, (version, indexed, created)
 
     def _failures(
-        self, results: list[Any], calls: list[_Call], version: Version
-    ) -> tuple[Exception | None, _Call | None]:
+        self, results: list[Any], key: str, version: Version
+    ) -> tuple[Exception | None, tuple[Any, ...] | None]:
         """The error of a save, if any, and the repair to run when only its index write failed.
 
         On Redis Cluster the index may sit on a failing shard while the session's shard took
@@ -250,8 +230,8 @@ class RedisStorage(Storage):
         if len(results) > 1 and isinstance(results[0], Exception):
             if not saved:
                 return results[0], None
-            args = (VERSION.pack(version.number), struct.pack(">q", 0))
-            return results[0], _script_call(FORGET_INDEX, calls[-1].key, *args)
+            args = (VERSION.pack(version[0]), struct.pack(">q", 0))
+            return results[0], _script_call(FORGET_INDEX, self.session_key(key), *args)
         return None, None
 
     # Sync API
@@ -272,25 +252,35 @@ class RedisStorage(Storage):
         The connection returns to the pool when the thread ends (the client is collected), and
         a process forked with it makes its own.
         """
+        return self._thread().client
+
+    def _thread(self) -> threading.local:
+        """This thread's client, its connection (None if it has none of its own) and whether
+        ``redis_wire`` reads the replies on it."""
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
-            local.client = self.spec.thread_client(self.client)
+            client = self.spec.thread_client(self.client)
+            connection = getattr(client, "connection", None)
+            local.client, local.connection = client, connection
+            local.reads_itself = connection is not None and speaks_plain_resp2(connection)
             local.pid = os.getpid()
-        return local.client
+        return local
 
     def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send commands in one round trip on this thread's connection; errors are results.
 
-        This skips redis-py's per-command machinery (about a third of a command's cost). A
-        connection or timeout error hands the commands to the shared client, which reconnects
-        and retries with backoff as configured; anything else unexpected drops the connection,
-        so that a half-read reply never reaches the next command.
+        This skips redis-py's per-command machinery, most of a command's cost in Python (see
+        ``redis_wire``). A connection or timeout error hands the commands to the shared client,
+        which reconnects and retries with backoff as configured; anything else unexpected
+        drops the connection, so that a half-read reply never reaches the next command.
         """
-        client = self.thread_client
-        connection = getattr(client, "connection", None)
+        local = self._thread()
+        connection = local.connection
         if connection is not None:
             try:
-                connection.send_packed_command([_pack(commands)])
+                connection.send_packed_command([pack(commands)])
+                if local.reads_itself:
+                    return read_replies(connection, len(commands), self._errors)
                 return [self._reply(connection) for _ in commands]
             except (self._errors.ConnectionError, self._errors.TimeoutError):
                 connection.disconnect()
@@ -319,14 +309,14 @@ class RedisStorage(Storage):
             raise result
         return result
 
-    def _run(self, calls: list[_Call]) -> list[Any]:
-        """Run the calls in one round trip; load a script again if the server lost it."""
-        results = self._send([call.command for call in calls])
+    def _run(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Run the commands in one round trip; load a script again if the server lost it."""
+        results = self._send(commands)
         lost = [i for i, result in enumerate(results) if isinstance(result, self._noscript)]
         if lost:
-            for script in {calls[i].script for i in lost}:
-                self.client.script_load(script.source)  # type: ignore[union-attr]
-            retried = self._send([calls[i].command for i in lost])
+            for sha in {commands[i][1] for i in lost}:
+                self.client.script_load(SCRIPTS[sha].source)
+            retried = self._send([commands[i] for i in lost])
             for i, result in zip(lost, retried, strict=True):
                 results[i] = result
         return results
@@ -336,9 +326,9 @@ class RedisStorage(Storage):
         return self._record(key, value, _now_ms())
 
     def _save(self, record: Record, loaded: Record | None) -> Version | None:
-        calls, version = self._save_calls(record, loaded)
-        results = self._run(calls)
-        error, repair = self._failures(results, calls, version)
+        commands, version = self._save_commands(record, loaded)
+        results = self._run(commands)
+        error, repair = self._failures(results, record.key, version)
         if repair is not None:
             with contextlib.suppress(self._errors.RedisError):
                 self._run([repair])
@@ -447,14 +437,14 @@ class RedisStorage(Storage):
             pipe.execute_command(*command)
         return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
 
-    async def _arun(self, calls: list[_Call]) -> list[Any]:
-        results = await self._asend([call.command for call in calls])
+    async def _arun(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        results = await self._asend(commands)
         lost = [i for i, result in enumerate(results) if isinstance(result, self._noscript)]
         if lost:
             client = await self.aclient()
-            for script in {calls[i].script for i in lost}:
-                await client.script_load(script.source)  # type: ignore[union-attr]
-            retried = await self._asend([calls[i].command for i in lost])
+            for sha in {commands[i][1] for i in lost}:
+                await client.script_load(SCRIPTS[sha].source)
+            retried = await self._asend([commands[i] for i in lost])
             for i, result in zip(lost, retried, strict=True):
                 results[i] = result
         return results
@@ -465,9 +455,9 @@ class RedisStorage(Storage):
         return self._record(key, value, _now_ms())
 
     async def _asave(self, record: Record, loaded: Record | None) -> Version | None:
-        calls, version = self._save_calls(record, loaded)
-        results = await self._arun(calls)
-        error, repair = self._failures(results, calls, version)
+        commands, version = self._save_commands(record, loaded)
+        results = await self._arun(commands)
+        error, repair = self._failures(results, record.key, version)
         if repair is not None:
             with contextlib.suppress(self._errors.RedisError):
                 await self._arun([repair])

@@ -26,7 +26,9 @@ SCHEMES = ("redis", "rediss", "unix")
 
 # Azure closes connections idle for 10 minutes and moves the endpoint during patching: probe
 # idle connections well before that, bound every wait, retry with jittered exponential backoff.
-DEFAULTS: dict[str, Any] = {"socket_timeout": 5, "health_check_interval": 30}
+# RESP2: the engine's commands need nothing of RESP3, and it reads RESP2 replies itself (see
+# redis_wire); "protocol": 3 in OPTIONS brings redis-py's reader and push messages back.
+DEFAULTS: dict[str, Any] = {"socket_timeout": 5, "health_check_interval": 30, "protocol": 2}
 TCP_DEFAULTS: dict[str, Any] = {"socket_connect_timeout": 5, "socket_keepalive": True}
 TLS_DEFAULTS: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
 BACKOFF_BASE = 0.05  # seconds; attempt n waits about BACKOFF_BASE * 2**n, at most BACKOFF_CAP
