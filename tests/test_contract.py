@@ -72,6 +72,16 @@ def saved_session(engine: type[Any], api: API, **data: Any) -> SessionBase:
 # Data and the dict API
 
 
+def test_a_new_object_is_what_djangos_constructor_makes(engine: type[Any]) -> None:
+    """StoreSession sets SessionBase's attributes itself (it imports the serializer once)."""
+    key = keys.new_key()
+    theirs, ours = vars(SessionBase(key)), vars(engine(key))
+    assert theirs.keys() <= ours.keys()
+    assert {name: ours[name] for name in theirs} == theirs
+    with override_settings(SESSION_SERIALIZER="tests.serializers.DateTimeJSONSerializer"):
+        assert engine(key).serializer is SessionBase(key).serializer
+
+
 def test_new_session_is_empty_and_keyless(engine: type[Any], api: API) -> None:
     session = engine()
     assert session.session_key is None

@@ -13,10 +13,12 @@ import random
 import time
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.core import signing
+from django.utils.module_loading import import_string
 
-from ..conf import app_settings
+from ..conf import SettingsCache, app_settings
 from . import codec, keys
 from .storage import Record, Storage, utcnow
 
@@ -26,6 +28,14 @@ CREATE_ATTEMPTS = 10
 
 security_logger = logging.getLogger("django.security.SuspiciousSession")
 logger = logging.getLogger("django_azure_sessions")
+
+# Django settings every request reads, kept until they change.
+_serializer: SettingsCache[None, Any] = SettingsCache(
+    frozenset({"SESSION_SERIALIZER"}), lambda _: import_string(settings.SESSION_SERIALIZER)
+)
+_cookie_age: SettingsCache[None, int] = SettingsCache(
+    frozenset({"SESSION_COOKIE_AGE"}), lambda _: settings.SESSION_COOKIE_AGE
+)
 
 
 class SessionConflict(UpdateError):
@@ -38,7 +48,12 @@ class StoreSession(SessionBase):
     storage_class: ClassVar[type[Storage]]
 
     def __init__(self, session_key: str | None = None) -> None:
-        super().__init__(session_key)
+        # SessionBase.__init__ (the same in Django 4.2 to 6.1), but with the serializer class
+        # imported once rather than once per request; tests/test_contract.py compares the two.
+        self._session_key = session_key
+        self.accessed = False
+        self.modified = False
+        self.serializer = _serializer.get(None)
         self._record: Record | None = None  # as loaded or last saved by this object
         self._stored_as: tuple[str, str] | None = None  # (session key, its storage id)
 
@@ -48,8 +63,7 @@ class StoreSession(SessionBase):
 
     # Keys
 
-    def _validate_session_key(self, key: Any) -> bool:
-        return keys.is_valid(key)
+    _validate_session_key = staticmethod(keys.is_valid)
 
     def _get_new_session_key(self) -> str:
         # Keys are 165 random bits and creation is insert-if-absent: no exists() probe.
@@ -69,9 +83,24 @@ class StoreSession(SessionBase):
             logger.warning("Session data could not be deserialized: %s", type(exc).__name__)
         return {}
 
+    def _get_session(self, no_load: bool = False) -> dict[str, Any]:
+        # Django's, without its AttributeError on every first access (a visible cost).
+        self.accessed = True
+        cache: dict[str, Any] | None = self.__dict__.get("_session_cache")
+        if cache is None:
+            load = self.session_key is not None and not no_load
+            cache = self._session_cache = self.load() if load else {}
+        return cache
+
+    _session = property(_get_session)
+
+    def get_session_cookie_age(self) -> int:
+        return _cookie_age.get(None)
+
     def _record_for(self, data: dict[str, Any]) -> Record:
         now = utcnow()
-        age = self.get_expiry_age(expiry=data.get("_session_expiry"))
+        expiry = data.get("_session_expiry")
+        age = self.get_expiry_age(expiry=expiry) if expiry else self.get_session_cookie_age()
         user_id = data.get(USER_ID_KEY)
         return Record(
             key=self._storage_id(),
@@ -96,10 +125,6 @@ class StoreSession(SessionBase):
             return {}
         self._record = record
         return self.decode(record.data)
-
-    @staticmethod
-    def _saved(record: Record, version: Any) -> Record:
-        return Record(record.key, record.data, record.expires, record.user_id, version)
 
     @staticmethod
     def _present(record: Record | None) -> Record:
@@ -155,7 +180,7 @@ class StoreSession(SessionBase):
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return self.create()
-        data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
+        data = self._get_session(no_load=must_create)
         if self._session_key is None:  # loading found no session: this is a new one
             return self.create()
         storage = self.get_storage()
@@ -178,7 +203,8 @@ class StoreSession(SessionBase):
                 attempt += 1
                 if version is None:
                     time.sleep(self._backoff(attempt, time.monotonic() - started))
-        self._record = self._saved(record, version)
+        record.version = version  # a record this call built: nobody else holds it
+        self._record = record
         return None
 
     def delete(self, session_key: str | None = None) -> None:
@@ -254,7 +280,8 @@ class StoreSession(SessionBase):
                 attempt += 1
                 if version is None:
                     await asyncio.sleep(self._backoff(attempt, time.monotonic() - started))
-        self._record = self._saved(record, version)
+        record.version = version
+        self._record = record
         return None
 
     async def adelete(self, session_key: str | None = None) -> None:

@@ -21,8 +21,8 @@ from django.dispatch import receiver
 class Record:
     """One stored session. ``key`` is the storage id (the hashed session key).
 
-    Treated as immutable; not frozen only because a frozen dataclass is about four times
-    slower to build, and three are built on every request.
+    Not frozen: a frozen dataclass is about four times slower to build, and the core sets the
+    version of a record it has just built and saved. Otherwise treated as immutable.
     """
 
     key: str
