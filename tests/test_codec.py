@@ -70,3 +70,53 @@ def test_djangos_own_encoding_is_read() -> None:
 def test_garbage_is_a_bad_signature(garbage: bytes | str) -> None:
     with pytest.raises(signing.BadSignature):
         codec.decode(garbage, SALT, JSONSerializer)
+
+
+class _Unserializable:
+    pass
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"a": 1, "b": [1.5, None, True], "c": {"d": "é", "e": "\u2028 \U0001f600"}},
+        {"big": 2**80, "neg": -0.0, "nan": float("nan"), "inf": float("-inf")},
+        {"tuple": (1, 2), "nested": [[[{}]]], "1": "int keys become strings"},
+        {1: "one", 2.5: "two and a half", False: "no", None: "none"},
+    ],
+)
+def test_djangos_json_serializer_writes_the_same_bytes_through_the_codec(data: dict) -> None:
+    payload = codec.encode(data, SALT, JSONSerializer)[len(codec.MAGIC) + 32 :]
+    assert payload == JSONSerializer().dumps(data)
+    assert repr(codec.decode(codec.encode(data, SALT, JSONSerializer), SALT, JSONSerializer)) == (
+        repr(JSONSerializer().loads(JSONSerializer().dumps(data)))
+    )
+
+
+@pytest.mark.parametrize("value", [_Unserializable(), {1, 2}, b"bytes"])
+def test_djangos_json_serializer_refuses_the_same_values_with_the_same_error(
+    value: object,
+) -> None:
+    with pytest.raises(TypeError) as django_error:
+        JSONSerializer().dumps({"v": value})
+    with pytest.raises(TypeError) as our_error:
+        codec.encode({"v": value}, SALT, JSONSerializer)
+    assert str(our_error.value) == str(django_error.value)
+
+
+def test_a_circular_session_is_refused_as_django_refuses_it() -> None:
+    data: dict[str, object] = {}
+    data["self"] = data
+    with pytest.raises(ValueError, match="Circular reference"):
+        JSONSerializer().dumps(data)
+    with pytest.raises(ValueError, match="Circular reference"):
+        codec.encode(data, SALT, JSONSerializer)
+
+
+def test_a_subclass_of_djangos_serializer_is_called() -> None:
+    class Shouting(JSONSerializer):
+        def dumps(self, obj: object) -> bytes:
+            return super().dumps({k.upper(): v for k, v in obj.items()})  # type: ignore[attr-defined]
+
+    encoded = codec.encode({"a": 1}, SALT, Shouting)
+    assert codec.decode(encoded, SALT, JSONSerializer) == {"A": 1}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import zlib
 from typing import Any
 
@@ -44,7 +45,10 @@ def _mac(secret: str | bytes, salt: str) -> Any:
     if isinstance(secret, str):
         secret = secret.encode()
     key = hashlib.sha256(salt.encode() + b"django-azure-sessions" + secret).digest()
-    return hmac.new(key, digestmod=hashlib.sha256)
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    # The C object behind hmac.HMAC where there is one (OpenSSL): the same copy(), update()
+    # and digest(), without a Python call for each.
+    return getattr(mac, "_hmac", None) or mac
 
 
 def _sign(mac: Any, body: bytes) -> bytes:
@@ -53,8 +57,27 @@ def _sign(mac: Any, body: bytes) -> bytes:
     return mac.digest()  # type: ignore[no-any-return]
 
 
+# Django's JSONSerializer, call for call: json.dumps() with these separators and json.loads()
+# of the latin-1 text, the same bytes and the same errors, without building an encoder and
+# a serializer object for every session.
+_django_json = signing.JSONSerializer
+_json_encoder = json.JSONEncoder(separators=(",", ":"))
+
+
+def _dumps(session_dict: dict[str, Any], serializer: Any) -> bytes:
+    if serializer is _django_json:
+        return _json_encoder.encode(session_dict).encode("latin-1")
+    return serializer().dumps(session_dict)  # type: ignore[no-any-return]
+
+
+def _loads(payload: bytes, serializer: Any) -> dict[str, Any]:
+    if serializer is _django_json:
+        return json.loads(payload.decode("latin-1"))  # type: ignore[no-any-return]
+    return serializer().loads(payload)  # type: ignore[no-any-return]
+
+
 def encode(session_dict: dict[str, Any], salt: str, serializer: Any) -> bytes:
-    payload: bytes = serializer().dumps(session_dict)
+    payload = _dumps(session_dict, serializer)
     magic = MAGIC
     if len(payload) >= COMPRESS_FROM:
         compressed = zlib.compress(payload, 1)
@@ -82,4 +105,4 @@ def decode(data: bytes | str, salt: str, serializer: Any) -> dict[str, Any]:
         raise signing.BadSignature("Session data signature does not match")
     if magic == MAGIC_COMPRESSED:
         payload = zlib.decompress(payload)
-    return serializer().loads(payload)  # type: ignore[no-any-return]
+    return _loads(payload, serializer)
