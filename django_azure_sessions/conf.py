@@ -123,7 +123,7 @@ class Settings:
         return self._raw.get(None)
 
     def _get(self, key: str) -> Any:
-        return self.raw.get(key, TOP_LEVEL_DEFAULTS[key])
+        return self._raw.get(None).get(key, TOP_LEVEL_DEFAULTS[key])
 
     @property
     def KEY_PREFIX(self) -> str:

@@ -108,10 +108,6 @@ def _script_call(script: Script, key: str, *args: Any) -> tuple[Any, ...]:
     return ("EVALSHA", script.sha, 1, key, *args)
 
 
-def _ms(value: datetime.datetime) -> int:
-    return int(value.timestamp() * 1000)
-
-
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -177,7 +173,7 @@ class RedisStorage(Storage):
     ) -> tuple[list[tuple[Any, ...]], Version]:
         """The commands that save ``record`` (the index first), and its new version."""
         now = _now_ms()
-        expires = _ms(record.expires)
+        expires = int(record.expires.timestamp() * 1000)
         user = record.user_id
         if loaded is None:
             version, indexed, created = 1, 0, now

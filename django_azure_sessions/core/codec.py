@@ -64,20 +64,11 @@ _django_json = signing.JSONSerializer
 _json_encoder = json.JSONEncoder(separators=(",", ":"))
 
 
-def _dumps(session_dict: dict[str, Any], serializer: Any) -> bytes:
-    if serializer is _django_json:
-        return _json_encoder.encode(session_dict).encode("latin-1")
-    return serializer().dumps(session_dict)  # type: ignore[no-any-return]
-
-
-def _loads(payload: bytes, serializer: Any) -> dict[str, Any]:
-    if serializer is _django_json:
-        return json.loads(payload.decode("latin-1"))  # type: ignore[no-any-return]
-    return serializer().loads(payload)  # type: ignore[no-any-return]
-
-
 def encode(session_dict: dict[str, Any], salt: str, serializer: Any) -> bytes:
-    payload = _dumps(session_dict, serializer)
+    if serializer is _django_json:
+        payload = _json_encoder.encode(session_dict).encode("latin-1")
+    else:
+        payload = serializer().dumps(session_dict)
     magic = MAGIC
     if len(payload) >= COMPRESS_FROM:
         compressed = zlib.compress(payload, 1)
@@ -105,4 +96,6 @@ def decode(data: bytes | str, salt: str, serializer: Any) -> dict[str, Any]:
         raise signing.BadSignature("Session data signature does not match")
     if magic == MAGIC_COMPRESSED:
         payload = zlib.decompress(payload)
-    return _loads(payload, serializer)
+    if serializer is _django_json:
+        return json.loads(payload.decode("latin-1"))  # type: ignore[no-any-return]
+    return serializer().loads(payload)  # type: ignore[no-any-return]
