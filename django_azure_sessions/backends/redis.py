@@ -208,8 +208,8 @@ class RedisStorage(Storage):
         if loaded is None:
             commands.append(("SET", key, value, "NX", "PX", max(ttl, 1)))
         else:
-            expected = VERSION.pack(version - 1)
-            commands.append(("EVALSHA", UPDATE.sha, 1, key, expected, value, ttl))
+            expected = VERSION.pack(loaded.version[0])
+            commands.append(_script_call(UPDATE, key, expected, value, ttl))
         return commands, (version, indexed, created)
 
     def _failures(
