@@ -11,7 +11,6 @@ that does more than speak RESP2 keeps redis-py's reader: Sentinel's, which turns
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,6 +54,10 @@ def read_replies(connection: Any, count: int, exceptions: Any) -> list[Any]:
     those redis-py raises as connection errors (``LOADING``...), which are raised. A broken or
     timed-out socket raises redis-py's ``ConnectionError`` or ``TimeoutError``, as anything
     unexpected raises: the caller then drops the connection.
+
+    The connection's health-check clock is left alone (redis-py 5 keeps it in ``time.time()``,
+    later versions in ``time.monotonic()``): a connection in constant use is sent a ``PING``
+    once per ``health_check_interval``, which redis-py's reader would have spared it.
     """
     sock = connection._sock
     if sock is None:
@@ -95,8 +98,6 @@ def read_replies(connection: Any, count: int, exceptions: Any) -> list[Any]:
                 raise exceptions.InvalidResponse(f"Unexpected reply type {chr(kind)!r}")
         if position != len(buffer):
             raise exceptions.InvalidResponse("More data than the replies awaited")
-        if connection.health_check_interval:  # as redis-py's reader: no PING while in use
-            connection.next_health_check = time.monotonic() + connection.health_check_interval
         return replies
     except ValueError:
         raise exceptions.InvalidResponse("Unreadable reply length") from None
