@@ -852,10 +852,10 @@ class TestSentinel:
 
             master.kill()
             with redis.Redis(port=sentinel.port) as watcher:
+                # The raw reply: redis-py 7.0's parser of this command fails (a keyword bug).
+                ask = ("SENTINEL", "get-master-addr-by-name", "sessions")
                 wait_until(
-                    lambda: (
-                        watcher.sentinel_get_master_addr_by_name("sessions")[1] == replica.port
-                    ),
+                    lambda: int(watcher.execute_command(*ask)[1]) == replica.port,
                     timeout=30,
                     what="the sentinel to promote the replica",
                 )
