@@ -9,6 +9,9 @@ A session is shown by its stored id (the SHA-256 of its key), never by its key: 
 take a session over from these pages. With ``HASH_KEYS`` off the stored id *is* the key, so
 the pages then refuse to list or show sessions. Values that would let a viewer act as the
 user (the password hash marker, a session-kept CSRF secret) are not shown.
+
+Each revoked session is written to the admin's history (``LogEntry``: who revoked which
+stored id, of which user), like any deletion made in the admin.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.models import DELETION, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import CSRF_SESSION_KEY
@@ -168,11 +173,32 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             current_app=self.admin_site.name,
         )
 
+    def _log_revoked(
+        self, request: HttpRequest, keys: list[str], user_id: str | None, how: str
+    ) -> None:
+        """Write the revocations to the admin's history, as the admin logs a deletion."""
+        content_type = ContentType.objects.get_for_model(self.model)
+        owner = "no user" if user_id is None else f"user {user_id}"
+        admin_user = request.user
+        assert admin_user.is_authenticated  # admin_view lets only staff in
+        LogEntry.objects.bulk_create(
+            LogEntry(
+                user_id=admin_user.pk,
+                content_type=content_type,
+                object_id=key,
+                object_repr=f"Session {key[:12]}… of {owner}"[:200],
+                action_flag=DELETION,
+                change_message=how,
+            )
+            for key in keys
+        )
+
     def revoke_view(self, request: HttpRequest, key: str) -> HttpResponse:
         storage = self._storage(request, revoke=True)
-        self._record(storage, key)
+        record = self._record(storage, key)
         assert storage is not None
         storage.delete(key)
+        self._log_revoked(request, [key], record.user_id, "Revoked.")
         messages.success(request, "The session was revoked: its user is signed out of it.")
         return HttpResponseRedirect(self._changelist())
 
@@ -182,7 +208,8 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if storage is None or not user_id or "\x00" in user_id:
             raise Http404("No such user's sessions.")
         revoked = users.revoke(storage, user_id)
+        self._log_revoked(request, revoked, user_id, "Revoked with every session of its user.")
         messages.success(
-            request, f"{revoked} sessions of user {user_id} revoked: signed out everywhere."
+            request, f"{len(revoked)} sessions of user {user_id} revoked: signed out everywhere."
         )
         return HttpResponseRedirect(self._changelist())

@@ -46,15 +46,17 @@ def user_sessions(user: Any) -> list[Record]:
 
 def sign_out_everywhere(user: Any, *, keep: SessionBase | None = None) -> int:
     """Delete every session of ``user`` but ``keep``; return how many were deleted."""
-    return revoke(_storage(), user_id(user), keep=None if keep is None else stored_id(keep))
+    kept = None if keep is None else stored_id(keep)
+    return len(revoke(_storage(), user_id(user), keep=kept))
 
 
-def revoke(storage: Storage, owner: str, *, keep: str | None = None) -> int:
-    """Delete the sessions of the user whose id is ``owner`` but the one stored as ``keep``."""
-    revoked = [r for r in storage.user_records(owner) if r.key != keep]
-    for record in revoked:
-        storage.delete(record.key)
-    return len(revoked)
+def revoke(storage: Storage, owner: str, *, keep: str | None = None) -> list[str]:
+    """Delete the sessions of the user whose id is ``owner`` but the one stored as ``keep``;
+    return the stored ids of those deleted."""
+    revoked = [r.key for r in storage.user_records(owner) if r.key != keep]
+    for key in revoked:
+        storage.delete(key)
+    return revoked
 
 
 async def auser_sessions(user: Any) -> list[Record]:

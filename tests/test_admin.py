@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Permission, User
 from django.test import Client, override_settings
 
@@ -122,6 +123,27 @@ def test_revoke_one_session_and_every_session_of_a_user(
     assert "1 sessions of user 601 revoked" in response.content.decode()
     assert engine(second).load() == {}
     assert engine(other).load()[USER_ID_KEY] == "602"
+
+
+def test_revocations_are_in_the_admin_history(engine: type[Any], superuser: Client) -> None:
+    first, second = signed_in(engine, "801"), signed_in(engine, "801")
+    lone = signed_in(engine, "802")
+    superuser.post(f"{LIST}{keys.storage_id(lone)}/revoke/")
+    superuser.post(f"{LIST}revoke-user/", {"user": "801"})
+
+    entries = LogEntry.objects.filter(action_flag=DELETION).order_by("object_id")
+    (who,) = {entry.user for entry in entries}  # the superuser client's user, for each
+    assert who.is_superuser
+    assert {entry.content_type.model for entry in entries} == {"session"}
+    by_id = {entry.object_id: entry for entry in entries}
+    assert by_id.keys() == {keys.storage_id(key) for key in (first, second, lone)}
+    assert by_id[keys.storage_id(lone)].object_repr.endswith("of user 802")
+    assert by_id[keys.storage_id(lone)].change_message == "Revoked."
+    assert "every session of its user" in by_id[keys.storage_id(first)].change_message
+    for entry in entries:  # the stored id's first characters, never the session key
+        assert not any(key in str(entry.__dict__) for key in (first, second, lone))
+    history = superuser.get("/admin/").content.decode()
+    assert "of user 802" in history  # the admin's "Recent actions"
 
 
 def test_pages_follow_the_admin_permissions(engine: type[Any]) -> None:
