@@ -55,9 +55,9 @@ def read_replies(connection: Any, count: int, exceptions: Any) -> list[Any]:
     timed-out socket raises redis-py's ``ConnectionError`` or ``TimeoutError``, as anything
     unexpected raises: the caller then drops the connection.
 
-    The connection's health-check clock is left alone (redis-py 5 keeps it in ``time.time()``,
-    later versions in ``time.monotonic()``): a connection in constant use is sent a ``PING``
-    once per ``health_check_interval``, which redis-py's reader would have spared it.
+    The connection's health-check deadline is left to redis-py (which clock it is kept in has
+    changed between versions): a connection in constant use is sent a ``PING`` once per
+    ``health_check_interval``, which redis-py's own reader would have spared it.
     """
     sock = connection._sock
     if sock is None:
