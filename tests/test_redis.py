@@ -156,6 +156,7 @@ class TestChecks:
             ({"CACHE_ALIAS": "default"}, "E024"),  # a LocMemCache
             ({"URL": "redis://127.0.0.1/0", "OPTIONS": "socket_timeout=1"}, "E025"),
             ({"URL": "redis://127.0.0.1/0", "OPTIONS": {"sokcet_timeout": 1}}, "E025"),
+            ({"URL": "redis://127.0.0.1/0", "OPTIONS": {"protocol": 5}}, "E025"),
             ({"URL": "redis://127.0.0.1/0", "CLUSTER": "yes"}, "E026"),
             ({"URL": "unix:///tmp/redis.sock", "CLUSTER": True}, "E026"),
             ({"CLUSTER": True, "SENTINELS": [("h", 26379)], "URL": "redis://h"}, "E026"),
