@@ -253,6 +253,13 @@ class TestConnectionDefaults:
         assert 0 < kwargs["health_check_interval"] < 600
         assert kwargs["socket_connect_timeout"] == kwargs["socket_timeout"] == 5
         assert kwargs["socket_keepalive"] is True
+        assert kwargs["protocol"] == 2  # replies the engine reads itself (redis_wire)
+        assert (
+            spec_from_settings(RedisSettings(URL="redis://h/0", OPTIONS={"protocol": 3})).kwargs(
+                asynchronous=False
+            )["protocol"]
+            == 3
+        )
         retry = kwargs["retry"]
         assert retry.get_retries() == 3
         assert set(kwargs["retry_on_error"]) == {redis.ConnectionError, redis.TimeoutError}
