@@ -221,16 +221,15 @@ class StoreSession(SessionBase):
 
     # Async API (native on Django >= 5.1; harmless extra methods before)
 
-    async def _aget_data(self, no_load: bool = False) -> dict[str, Any]:
+    async def _aget_session(self, no_load: bool = False) -> dict[str, Any]:
+        # _get_session's twin; Django's own (5.1 and later) is replaced for the same reason,
+        # and Django 4.2, which has none, gets one for asave().
         self.accessed = True
-        try:
-            return self._session_cache
-        except AttributeError:
-            if self.session_key is None or no_load:
-                self._session_cache = {}
-            else:
-                self._session_cache = await self.aload()
-        return self._session_cache
+        cache: dict[str, Any] | None = self.__dict__.get("_session_cache")
+        if cache is None:
+            load = self.session_key is not None and not no_load
+            cache = self._session_cache = await self.aload() if load else {}
+        return cache
 
     async def aload(self) -> dict[str, Any]:
         if self.session_key is None:
@@ -257,7 +256,7 @@ class StoreSession(SessionBase):
     async def asave(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return await self.acreate()
-        data = await self._aget_data(no_load=must_create)
+        data = await self._aget_session(no_load=must_create)
         if self._session_key is None:  # loading found no session: this is a new one
             return await self.acreate()
         storage = self.get_storage()
