@@ -2,4 +2,7 @@
 
 from __future__ import annotations
 
+from .exceptions import SessionStoreUnavailable
+
+__all__ = ["SessionStoreUnavailable"]
 __version__ = "0.1.0"

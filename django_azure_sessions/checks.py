@@ -14,9 +14,18 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from .backends.redis_connection import check_redis
 from .backends.table_client import check_table
-from .conf import SECTIONS, SETTING_NAME, TOP_LEVEL_DEFAULTS, section_keys
+from .conf import (
+    ON_UNAVAILABLE_CHOICES,
+    SECTIONS,
+    SETTING_NAME,
+    TOP_LEVEL_DEFAULTS,
+    section_keys,
+)
 
 ENGINE_PREFIX = "django_azure_sessions.backends."
+MAX_TIMEOUT = 300
+DJANGO_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+OUR_MIDDLEWARE = "django_azure_sessions.middleware.SessionMiddleware"
 SectionCheck = Callable[[dict[str, Any]], list[CheckMessage]]
 
 
@@ -99,6 +108,29 @@ def check_settings(
                 "The default, 20, absorbs bursts of concurrent requests on one session.",
             )
         )
+    timeout = config.get("TIMEOUT", 5)
+    if (
+        not isinstance(timeout, (int, float))
+        or isinstance(timeout, bool)
+        or not 0 < timeout <= MAX_TIMEOUT
+    ):
+        errors.append(
+            _error(
+                7,
+                f"{SETTING_NAME}['TIMEOUT'] must be a number of seconds above 0 and at most "
+                f"{MAX_TIMEOUT}.",
+                "The default, 5, bounds what a stalled store costs a request, retries included.",
+            )
+        )
+    if config.get("ON_UNAVAILABLE", "raise") not in ON_UNAVAILABLE_CHOICES:
+        errors.append(
+            _error(
+                8,
+                f'{SETTING_NAME}[\'ON_UNAVAILABLE\'] must be "raise" or "degrade".',
+                '"raise" answers 503 while the store is down; "degrade" serves the request '
+                "with an empty session that writes nothing.",
+            )
+        )
     for name in SECTIONS:
         section = config.get(name, {})
         base = SECTION_ERROR_BASE[name]
@@ -153,6 +185,36 @@ def check_installed(
             )
         ]
     return []
+
+
+@register(Tags.compatibility)
+def check_middleware(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    if not str(getattr(settings, "SESSION_ENGINE", "")).startswith(ENGINE_PREFIX):
+        return []
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or ())
+    if DJANGO_MIDDLEWARE not in middleware:
+        return []
+    config = getattr(settings, SETTING_NAME, {})
+    if isinstance(config, dict) and config.get("ON_UNAVAILABLE") == "degrade":
+        return [
+            _error(
+                9,
+                f'{SETTING_NAME}["ON_UNAVAILABLE"] is "degrade", but MIDDLEWARE has Django\'s '
+                "SessionMiddleware, which deletes the cookie of a session it finds empty: "
+                "every user would be signed out during an outage.",
+                f"Replace {DJANGO_MIDDLEWARE!r} by {OUR_MIDDLEWARE!r} in MIDDLEWARE.",
+            )
+        ]
+    return [
+        Warning(
+            "MIDDLEWARE has Django's SessionMiddleware: a session store outage then answers "
+            "500 instead of 503 with Retry-After.",
+            hint=f"Replace {DJANGO_MIDDLEWARE!r} by {OUR_MIDDLEWARE!r} (a subclass of it).",
+            id="django_azure_sessions.W003",
+        )
+    ]
 
 
 @register(Tags.security)

@@ -56,7 +56,10 @@ TOP_LEVEL_DEFAULTS: dict[str, Any] = {
     "KEY_PREFIX": "",
     "HASH_KEYS": True,
     "CONFLICT_RETRIES": 20,
+    "TIMEOUT": 5,
+    "ON_UNAVAILABLE": "raise",
 }
+ON_UNAVAILABLE_CHOICES = ("raise", "degrade")
 
 
 def section_keys(name: str) -> frozenset[str]:
@@ -136,6 +139,15 @@ class Settings:
     @property
     def CONFLICT_RETRIES(self) -> int:
         return int(self._get("CONFLICT_RETRIES"))
+
+    @property
+    def TIMEOUT(self) -> float:
+        """Seconds one load, save or delete may take, retries and reconnects included."""
+        return float(self._get("TIMEOUT"))
+
+    @property
+    def ON_UNAVAILABLE(self) -> str:
+        return str(self._get("ON_UNAVAILABLE"))
 
     def _section(self, name: str) -> Any:
         value = self.raw.get(name) or {}

@@ -23,7 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
 ]
 MIDDLEWARE = [
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django_azure_sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]

@@ -19,6 +19,7 @@ from django.core import signing
 from django.utils.module_loading import import_string
 
 from ..conf import SettingsCache, app_settings
+from ..exceptions import SessionStoreUnavailable
 from . import codec, keys
 from .storage import Record, Storage, utcnow
 
@@ -43,9 +44,20 @@ class SessionConflict(UpdateError):
 
 
 class StoreSession(SessionBase):
-    """A ``SessionBase`` whose records are kept by ``storage_class``."""
+    """A ``SessionBase`` whose records are kept by ``storage_class``.
+
+    When the store is unavailable (``SessionStoreUnavailable``), loading sets ``unavailable``:
+    with ``AZURE_SESSIONS["ON_UNAVAILABLE"] = "raise"`` (the default) the error goes on to
+    Django, and the package's middleware answers 503; with ``"degrade"`` the request gets an
+    empty session. Either way this object then writes nothing and keeps its key, so the
+    stored session is neither overwritten nor deleted, and the cookie stays as it was.
+    """
 
     storage_class: ClassVar[type[Storage]]
+    #: True once the store failed this request: the session writes nothing from then on.
+    unavailable = False
+    #: The failure, for the middleware's 503.
+    store_error: SessionStoreUnavailable | None = None
 
     def __init__(self, session_key: str | None = None) -> None:
         # SessionBase.__init__ (the same in Django 4.2 to 6.1), but with the serializer class
@@ -156,10 +168,22 @@ class StoreSession(SessionBase):
 
     # Sync API
 
+    def _failed(self, exc: SessionStoreUnavailable) -> dict[str, Any]:
+        """What an operation that met an unavailable store gives, by ``ON_UNAVAILABLE``."""
+        self.unavailable = True
+        self.store_error = exc
+        if app_settings.ON_UNAVAILABLE != "degrade":
+            raise exc
+        return {}
+
     def load(self) -> dict[str, Any]:
         if self.session_key is None:
             return {}
-        return self._loaded(self.get_storage().load(self._storage_id()))
+        try:
+            record = self.get_storage().load(self._storage_id())
+        except SessionStoreUnavailable as exc:
+            return self._failed(exc)
+        return self._loaded(record)
 
     def exists(self, session_key: str) -> bool:
         return keys.is_valid(session_key) and (
@@ -167,6 +191,8 @@ class StoreSession(SessionBase):
         )
 
     def create(self) -> None:
+        if self.unavailable:
+            return
         for _ in range(CREATE_ATTEMPTS):
             self._session_key = keys.new_key()
             try:
@@ -178,9 +204,20 @@ class StoreSession(SessionBase):
         raise RuntimeError(f"No free session key after {CREATE_ATTEMPTS} attempts")
 
     def save(self, must_create: bool = False) -> None:
+        if self.unavailable:
+            return None
+        try:
+            return self._save(must_create)
+        except SessionStoreUnavailable as exc:
+            self._failed(exc)
+            return None
+
+    def _save(self, must_create: bool) -> None:
         if self.session_key is None:
             return self.create()
         data = self._get_session(no_load=must_create)
+        if self.unavailable:
+            return None
         if self._session_key is None:  # loading found no session: this is a new one
             return self.create()
         storage = self.get_storage()
@@ -208,12 +245,17 @@ class StoreSession(SessionBase):
         return None
 
     def delete(self, session_key: str | None = None) -> None:
+        if self.unavailable:
+            return
         if session_key is None:
             if self.session_key is None:
                 return
             session_key = self.session_key
         if keys.is_valid(session_key):
-            self.get_storage().delete(keys.storage_id(session_key))
+            try:
+                self.get_storage().delete(keys.storage_id(session_key))
+            except SessionStoreUnavailable as exc:
+                self._failed(exc)
 
     @classmethod
     def clear_expired(cls) -> None:
@@ -234,7 +276,10 @@ class StoreSession(SessionBase):
     async def aload(self) -> dict[str, Any]:
         if self.session_key is None:
             return {}
-        record = await self.get_storage().aload(self._storage_id())
+        try:
+            record = await self.get_storage().aload(self._storage_id())
+        except SessionStoreUnavailable as exc:
+            return self._failed(exc)
         return self._loaded(record)
 
     async def aexists(self, session_key: str) -> bool:
@@ -243,6 +288,8 @@ class StoreSession(SessionBase):
         )
 
     async def acreate(self) -> None:
+        if self.unavailable:
+            return
         for _ in range(CREATE_ATTEMPTS):
             self._session_key = keys.new_key()
             try:
@@ -254,9 +301,20 @@ class StoreSession(SessionBase):
         raise RuntimeError(f"No free session key after {CREATE_ATTEMPTS} attempts")
 
     async def asave(self, must_create: bool = False) -> None:
+        if self.unavailable:
+            return None
+        try:
+            return await self._asave(must_create)
+        except SessionStoreUnavailable as exc:
+            self._failed(exc)
+            return None
+
+    async def _asave(self, must_create: bool) -> None:
         if self.session_key is None:
             return await self.acreate()
         data = await self._aget_session(no_load=must_create)
+        if self.unavailable:
+            return None
         if self._session_key is None:  # loading found no session: this is a new one
             return await self.acreate()
         storage = self.get_storage()
@@ -284,12 +342,17 @@ class StoreSession(SessionBase):
         return None
 
     async def adelete(self, session_key: str | None = None) -> None:
+        if self.unavailable:
+            return
         if session_key is None:
             if self.session_key is None:
                 return
             session_key = self.session_key
         if keys.is_valid(session_key):
-            await self.get_storage().adelete(keys.storage_id(session_key))
+            try:
+                await self.get_storage().adelete(keys.storage_id(session_key))
+            except SessionStoreUnavailable as exc:
+                self._failed(exc)
 
     @classmethod
     async def aclear_expired(cls) -> None:

@@ -9,12 +9,19 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+
+from ..exceptions import SessionStoreUnavailable
+
+logger = logging.getLogger("django_azure_sessions")
+security_logger = logging.getLogger("django.security.SuspiciousSession")
 
 
 @dataclasses.dataclass(slots=True)
@@ -36,14 +43,42 @@ class Record:
 
 @dataclasses.dataclass(frozen=True)
 class Page:
-    """A page of records in key order; pass ``next_cursor`` back to get the next page."""
+    """A page of records in key order; pass ``next_cursor`` back to get the next page.
+
+    ``damaged`` counts the stored values on this page that could not be read: they are
+    skipped (and logged as suspicious), never returned.
+    """
 
     records: Sequence[Record]
     next_cursor: str | None
+    damaged: int = 0
 
 
 class SessionTooLarge(ValueError):
     """The encoded session is larger than the store can keep in one record."""
+
+
+class DamagedRecord(ValueError):
+    """A stored value that is not a record this package wrote (bad header, type, property).
+
+    Engines raise it while parsing and turn it into "no session" with ``Storage.damaged()``.
+    """
+
+
+class Deadline:
+    """The time left of one operation's budget (``AZURE_SESSIONS["TIMEOUT"]``)."""
+
+    __slots__ = ("budget", "end")
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self.end = time.monotonic() + budget
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.end
 
 
 def utcnow() -> datetime.datetime:
@@ -55,7 +90,45 @@ class Storage(abc.ABC):
 
     The async twins default to running the sync method in a thread (what Django's own
     async ORM does); engines with a native async client override them.
+
+    A store that does not answer within ``timeout`` seconds (retries included), or cannot be
+    reached, makes a method raise ``SessionStoreUnavailable`` (built by ``unavailable()``);
+    a stored value that cannot be parsed is reported by ``damaged()`` and read as absent.
     """
+
+    #: The engine's short name, as messages name it ("redis", "table", "sql").
+    engine: ClassVar[str] = "session"
+    #: Seconds one operation may take, retries and reconnects included.
+    timeout: float = 5.0
+
+    def describe(self) -> str:
+        """Where the store is (a host, a table, a database alias), with no secret."""
+        return type(self).__name__
+
+    def unavailable(self, operation: str, error: BaseException | str) -> SessionStoreUnavailable:
+        """The exception for a failed ``operation``, logged once at WARNING.
+
+        ``error`` is the store's exception (only its type and message, which callers have
+        stripped of secrets, are shown) or a reason. Raise the result ``from`` the original.
+        """
+        if isinstance(error, BaseException):
+            reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        else:
+            reason = error
+        exc = SessionStoreUnavailable(self.engine, self.describe(), f"{operation}: {reason}")
+        logger.warning("%s", exc)
+        return exc
+
+    def damaged(self, key: str, reason: str) -> None:
+        """Log a stored value that cannot be read; the caller then treats it as absent."""
+        security_logger.warning(
+            "Session record %s… in the %s store (%s) cannot be read, so it counts as no "
+            "session: %s",
+            key[:12],
+            self.engine,
+            self.describe(),
+            reason,
+        )
 
     @classmethod
     @abc.abstractmethod
@@ -96,13 +169,15 @@ class Storage(abc.ABC):
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
         """Return up to ``limit`` live records after ``cursor``, in key order."""
 
-    def records(self, batch_size: int = 500) -> Iterator[Record]:
+    def records(self, batch_size: int = 500) -> Iterator[Record | None]:
         """Every live record, read ``batch_size`` at a time (in key order here; engines that
-        can list faster in another order may)."""
+        can list faster in another order may), and None for each damaged value skipped."""
         cursor = None
         while True:
             page = self.page(cursor, limit=batch_size)
             yield from page.records
+            for _ in range(page.damaged):
+                yield None
             cursor = page.next_cursor
             if cursor is None:
                 return
