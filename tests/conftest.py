@@ -8,7 +8,12 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 
-pytest_plugins = ["tests.fixtures.engines", "tests.fixtures.redis", "tests.fixtures.table"]
+pytest_plugins = [
+    "tests.fixtures.engines",
+    "tests.fixtures.proxy",
+    "tests.fixtures.redis",
+    "tests.fixtures.table",
+]
 
 
 def _reachable(host: str, port: int) -> bool:

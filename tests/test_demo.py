@@ -21,6 +21,7 @@ from testproject import settings as demo_settings
 from testproject.demo.apps import DEMO_PASSWORD, DEMO_USERNAME, create_demo_user
 from testproject.demo.views import describe_store
 from testproject.environment import AZURITE_CONNECTION_STRING, database_from_url, session_settings
+from tests.fixtures.demo import demo_site as demo_site_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "demo-test:"
@@ -29,18 +30,7 @@ SQL_ENGINE = "django_azure_sessions.backends.sql"
 
 @pytest.fixture
 def demo_site() -> Iterator[None]:
-    with override_settings(
-        INSTALLED_APPS=demo_settings.INSTALLED_APPS,
-        MIDDLEWARE=demo_settings.MIDDLEWARE,
-        TEMPLATES=demo_settings.TEMPLATES,
-        ROOT_URLCONF=demo_settings.ROOT_URLCONF,
-        LOGIN_URL=demo_settings.LOGIN_URL,
-        LOGIN_REDIRECT_URL=demo_settings.LOGIN_REDIRECT_URL,
-        LOGOUT_REDIRECT_URL=demo_settings.LOGOUT_REDIRECT_URL,
-        STATIC_URL=demo_settings.STATIC_URL,
-        SESSION_ENGINE=SQL_ENGINE,
-        AZURE_SESSIONS={"KEY_PREFIX": PREFIX, "SQL": {"DATABASE": "default"}},
-    ):
+    with demo_site_for(SQL_ENGINE, {"KEY_PREFIX": PREFIX, "SQL": {"DATABASE": "default"}}):
         yield
 
 
