@@ -18,9 +18,17 @@ def noop(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
 
+def session_status(request: HttpRequest) -> HttpResponse:
+    data = dict(request.session.items())
+    return JsonResponse(
+        {"data": data, "unavailable": getattr(request.session, "unavailable", False)}
+    )
+
+
 urlpatterns = [
     path("set/", session_set),
     path("get/", session_get),
     path("noop/", noop),
+    path("status/", session_status),
     path("account/sessions/", include("django_azure_sessions.urls")),
 ]
