@@ -40,7 +40,7 @@ def _positive_int(value: Any) -> bool:
 def check_sql(section: dict[str, Any]) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     database = section.get("DATABASE", "default")
-    if database not in settings.DATABASES:
+    if not isinstance(database, str) or database not in settings.DATABASES:
         errors.append(
             _error(
                 11,
