@@ -316,7 +316,10 @@ def test_save_of_an_unknown_key_without_loading_creates_a_session(
 # No lost updates
 
 
-def test_concurrent_changes_are_merged(engine: type[Any], api: API) -> None:
+def test_concurrent_changes_are_merged(
+    engine: type[Any], api: API, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="django_azure_sessions")
     key = saved_session(engine, api, shared=0, doomed=1, kept=1).session_key
     first, second = engine(key), engine(key)
     api(first, "keys")
@@ -330,6 +333,9 @@ def test_concurrent_changes_are_merged(engine: type[Any], api: API) -> None:
     final = dict(engine(key).items())
     assert final == {"shared": 1, "kept": 1, "a": "from first", "b": "from second"}
     assert dict(api(second, "items")) == final
+    merged = [r for r in caplog.records if "changed meanwhile" in r.getMessage()]
+    assert [r.levelname for r in merged] == ["DEBUG"]
+    assert key not in merged[0].getMessage()
 
 
 def test_same_key_changed_twice_last_writer_wins(engine: type[Any], api: API) -> None:

@@ -148,7 +148,17 @@ class StoreSession(SessionBase):
     def _rebase(self, current: Record, data: dict[str, Any], attempt: int) -> Record:
         """Re-apply this object's changes on the stored ``current`` record after a conflict."""
         if attempt >= app_settings.CONFLICT_RETRIES:
+            logger.warning(
+                "Session %s… still changing after %d retries: the save gave up",
+                current.key[:12],
+                attempt,
+            )
             raise SessionConflict(f"Session still changing after {attempt} retries")
+        logger.debug(
+            "Session %s… changed meanwhile: merging this request's changes (retry %d)",
+            current.key[:12],
+            attempt + 1,
+        )
         base = self.decode(self._record.data) if self._record is not None else {}
         merged = self.decode(current.data)
         for key in base.keys() - data.keys():
