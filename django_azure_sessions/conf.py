@@ -104,29 +104,19 @@ class SettingsCache(Generic[K, V]):
                 self._values.clear()
 
 
-def _read_raw(_: None) -> dict[str, Any]:
-    value = getattr(django_settings, SETTING_NAME, None)
-    return value if isinstance(value, dict) else {}
-
-
 class Settings:
-    """Typed view of ``settings.AZURE_SESSIONS``; ``override_settings`` just works.
+    """Typed view of ``settings.AZURE_SESSIONS``, read live: ``override_settings`` just works.
 
-    The setting is read once, and again after it changes, since ``HASH_KEYS`` is read on
-    every request.
+    Nothing is cached here: Django's settings object keeps what it has read already.
     """
-
-    def __init__(self) -> None:
-        self._raw: SettingsCache[None, dict[str, Any]] = SettingsCache(
-            frozenset({SETTING_NAME}), _read_raw
-        )
 
     @property
     def raw(self) -> dict[str, Any]:
-        return self._raw.get(None)
+        value = getattr(django_settings, SETTING_NAME, None)
+        return value if isinstance(value, dict) else {}
 
     def _get(self, key: str) -> Any:
-        return self._raw.get(None).get(key, TOP_LEVEL_DEFAULTS[key])
+        return self.raw.get(key, TOP_LEVEL_DEFAULTS[key])
 
     @property
     def KEY_PREFIX(self) -> str:

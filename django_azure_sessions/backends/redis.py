@@ -123,6 +123,8 @@ def _glob_escape(text: str) -> str:
 class RedisStorage(Storage):
     """Session records in Redis strings; see the module docstring for the keys."""
 
+    settings = frozenset({"AZURE_SESSIONS", "CACHES"})
+
     expired_items = "expired user-index entries"  # sessions expire by themselves
 
     def __init__(self, spec: ConnectionSpec, prefix: str) -> None:

@@ -71,6 +71,8 @@ def _server_binding_cursor(connection: Any) -> Any:
 class SQLStorage(Storage):
     """Records in ``django_azure_sessions`` on the database alias ``SQL["DATABASE"]``."""
 
+    settings = frozenset({"AZURE_SESSIONS", "DATABASES"})
+
     def __init__(self, alias: str, prefix: str, batch_size: int) -> None:
         self.alias = alias
         self.prefix = prefix

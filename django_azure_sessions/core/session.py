@@ -30,12 +30,9 @@ CREATE_ATTEMPTS = 10
 security_logger = logging.getLogger("django.security.SuspiciousSession")
 logger = logging.getLogger("django_azure_sessions")
 
-# Django settings every request reads, kept until they change.
+# The serializer class, imported once until the setting changes.
 _serializer: SettingsCache[None, Any] = SettingsCache(
     frozenset({"SESSION_SERIALIZER"}), lambda _: import_string(settings.SESSION_SERIALIZER)
-)
-_cookie_age: SettingsCache[None, int] = SettingsCache(
-    frozenset({"SESSION_COOKIE_AGE"}), lambda _: settings.SESSION_COOKIE_AGE
 )
 
 
@@ -107,7 +104,7 @@ class StoreSession(SessionBase):
     _session = property(_get_session)
 
     def get_session_cookie_age(self) -> int:
-        return _cookie_age.get(None)
+        return settings.SESSION_COOKIE_AGE
 
     def _record_for(self, data: dict[str, Any]) -> Record:
         now = utcnow()

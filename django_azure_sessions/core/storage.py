@@ -98,6 +98,8 @@ class Storage(abc.ABC):
 
     #: The engine's short name, as messages name it ("redis", "table", "sql").
     engine: ClassVar[str] = "session"
+    #: The Django settings ``from_settings()`` reads: a change to one rebuilds the storage.
+    settings: ClassVar[frozenset[str]] = frozenset({"AZURE_SESSIONS"})
     #: Seconds one operation may take, retries and reconnects included.
     timeout: float = 5.0
 
@@ -215,11 +217,12 @@ class Storage(abc.ABC):
             return instance
 
     @classmethod
-    def reset(cls) -> None:
-        """Forget every built storage (called when settings change)."""
-        instances, Storage._instances = Storage._instances, {}
-        for instance in instances.values():
-            instance.close()
+    def reset(cls, setting: str | None = None) -> None:
+        """Forget the built storages that depend on ``setting`` (every one if None)."""
+        for kind, instance in list(Storage._instances.items()):
+            stale = setting is None or setting in kind.settings
+            if stale and Storage._instances.pop(kind, None) is instance:
+                instance.close()
 
     def close(self) -> None:
         """Release connections held by this storage."""
@@ -227,5 +230,4 @@ class Storage(abc.ABC):
 
 @receiver(setting_changed)
 def _reset_storages(*, setting: str, **kwargs: Any) -> None:
-    if setting in {"AZURE_SESSIONS", "DATABASES", "CACHES"}:
-        Storage.reset()
+    Storage.reset(setting)
