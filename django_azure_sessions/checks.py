@@ -223,10 +223,12 @@ def check_error_reports(
 ) -> list[CheckMessage]:
     from django.utils.module_loading import import_string
 
-    from .debug import SafeExceptionReporterFilter, cleansed
+    from .debug import SafeExceptionReporterFilter
+    from .secrets import secret_places
 
     config = getattr(settings, SETTING_NAME, {})
-    if not isinstance(config, dict) or cleansed(config, "") == config:
+    places = secret_places(config)
+    if not places:
         return []
     try:
         reporter_filter = import_string(settings.DEFAULT_EXCEPTION_REPORTER_FILTER)
@@ -236,10 +238,11 @@ def check_error_reports(
         reporter_filter, SafeExceptionReporterFilter
     ):
         return []
+    where = ", ".join(sorted(places))
     return [
         Warning(
-            f"{SETTING_NAME} holds a secret (a Redis URL with a password, a connection string, "
-            "a SAS token or a credential) that Django's error pages and error e-mails would show.",
+            f"{SETTING_NAME} holds secrets ({where}: a password, an access key, a SAS token "
+            "or a credential) that Django's error pages and error e-mails would show.",
             hint="Set DEFAULT_EXCEPTION_REPORTER_FILTER = "
             '"django_azure_sessions.debug.SafeExceptionReporterFilter" (it extends Django\'s).',
             id="django_azure_sessions.W002",

@@ -111,3 +111,188 @@ def test_app_listed_by_its_config_class(settings: Any) -> None:
     ]
     found = ids(SESSION_ENGINE=SQL_ENGINE, INSTALLED_APPS=apps)
     assert not {i for i in found if i.startswith("django_azure_sessions")}
+
+
+# W002: every secret AZURE_SESSIONS can hold, while Django's own reporter filter is in use.
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+TABLE_ENGINE = "django_azure_sessions.backends.table"
+
+
+class _TokenCredential:
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize(
+    ("azure_sessions", "place"),
+    [
+        ({"REDIS": {"URL": "rediss://:key@host:6380/0"}}, "REDIS['URL']"),
+        ({"REDIS": {"URL": f"{REDIS_URL}?password=key"}}, "REDIS['URL']"),
+        ({"REDIS": {"URL": REDIS_URL, "OPTIONS": {"password": "key"}}}, "REDIS['OPTIONS']"),
+        (
+            {"REDIS": {"URL": REDIS_URL, "OPTIONS": {"credential_provider": object()}}},
+            "REDIS['OPTIONS']",
+        ),
+        (
+            {"REDIS": {"URL": REDIS_URL, "SENTINEL_OPTIONS": {"password": "key"}}},
+            "REDIS['SENTINEL_OPTIONS']",
+        ),
+        (
+            {"REDIS": {"URL": REDIS_URL, "CREDENTIAL_PROVIDER": "a.b.provider"}},
+            "REDIS['CREDENTIAL_PROVIDER']",
+        ),
+        (
+            {"TABLE": {"CONNECTION_STRING": "AccountName=a; AccountKey=a2V5"}},
+            "TABLE['CONNECTION_STRING']",
+        ),
+        (
+            {"TABLE": {"ACCOUNT_URL": "https://a.table.core.windows.net/?sv=1&sig=s"}},
+            "TABLE['ACCOUNT_URL']",
+        ),
+        (
+            {"TABLE": {"ACCOUNT_URL": "https://a", "CREDENTIAL": _TokenCredential()}},
+            "TABLE['CREDENTIAL']",
+        ),
+        (
+            {
+                "TABLE": {
+                    "ACCOUNT_URL": "https://a",
+                    "CREDENTIAL": {"account_name": "a", "account_key": "k"},
+                }
+            },
+            "TABLE['CREDENTIAL']",
+        ),
+    ],
+)
+def test_each_secret_asks_for_the_reporter_filter(
+    azure_sessions: dict[str, Any], place: str
+) -> None:
+    with override_settings(AZURE_SESSIONS=azure_sessions):
+        (warning,) = [m for m in run_checks() if m.id == "django_azure_sessions.W002"]
+    assert place in warning.msg
+    filter_path = "django_azure_sessions.debug.SafeExceptionReporterFilter"
+    assert "django_azure_sessions.W002" not in ids(
+        AZURE_SESSIONS=azure_sessions, DEFAULT_EXCEPTION_REPORTER_FILTER=filter_path
+    )
+
+
+@pytest.mark.parametrize(
+    "azure_sessions",
+    [
+        {"REDIS": {"URL": REDIS_URL, "OPTIONS": {"socket_timeout": 3, "ssl_keyfile": "/k"}}},
+        {"REDIS": {"URL": "redis://user@127.0.0.1:6379/0?db=1"}},
+        {"KEY_PREFIX": "shop:", "HASH_KEYS": True},
+        {"TABLE": {"CONNECTION_STRING": "UseDevelopmentStorage=true"}},
+        {"TABLE": {"ACCOUNT_URL": "https://a.table.core.windows.net"}},
+    ],
+)
+def test_no_secret_no_warning(azure_sessions: dict[str, Any]) -> None:
+    assert "django_azure_sessions.W002" not in ids(AZURE_SESSIONS=azure_sessions)
+
+
+# E043: a connection string the SDK refuses is refused by `manage.py check`, and only then.
+
+ACCOUNT_KEY = "c3RvcmFnZS1rZXktbm90LXJlYWw="
+CONNECTION_STRINGS = [
+    f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={ACCOUNT_KEY}",
+    f"DefaultEndpointsProtocol=https; AccountName=a; AccountKey={ACCOUNT_KEY}",
+    f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={ACCOUNT_KEY}; ",
+    f"DefaultEndpointsProtocol=https ;AccountName=a ;AccountKey={ACCOUNT_KEY}",
+    f"AccountName = a;AccountKey = {ACCOUNT_KEY}",
+    f"AccountName= a;AccountKey={ACCOUNT_KEY}",
+    f"AccountName=a;AccountKey= {ACCOUNT_KEY}",
+    f"ACCOUNTNAME=a;accountkey={ACCOUNT_KEY};",
+    f"AccountName=a;AccountKey={ACCOUNT_KEY};AccountKey={ACCOUNT_KEY}",
+    f"AccountName=a;AccountKey={ACCOUNT_KEY};accountkey={ACCOUNT_KEY}",
+    f"AccountName=a;;AccountKey={ACCOUNT_KEY}",
+    f"AccountName=a;AccountKey={ACCOUNT_KEY};EndpointSuffix=",
+    "AccountName=a;AccountKey=",
+    "AccountName=a;AccountKey=not base64!",
+    "AccountName=a",
+    f"AccountKey={ACCOUNT_KEY}",
+    "TableEndpoint=https://a.table.core.windows.net;SharedAccessSignature=sv=1&sig=x",
+    "TableEndpoint=https://a.table.core.windows.net/ ;SharedAccessSignature=sv=1&sig=x",
+    "TableEndpoint=https://a b;SharedAccessSignature=sv=1&sig=x",
+    "SharedAccessSignature=sv=1&sig=x",
+    f"TableSecondaryEndpoint=https://a-secondary.table.core.windows.net;AccountName=a;AccountKey={ACCOUNT_KEY}",
+    "UseDevelopmentStorage=true",
+    "UseDevelopmentStorage=true;",
+    "UseDevelopmentStorage=false",
+    "junk",
+]
+
+
+def _sdk_refuses(connection_string: str) -> bool:
+    """Whether azure-data-tables refuses it: building the client, or on the first request
+    before anything is sent (the request stops at a transport that has no network)."""
+    from azure.core.exceptions import ServiceRequestError
+    from azure.core.pipeline.transport import HttpTransport
+    from azure.data.tables import TableClient
+    from urllib3.util import parse_url
+
+    class NoNetwork(HttpTransport):  # type: ignore[misc]
+        def __enter__(self) -> NoNetwork:
+            return self
+
+        def __exit__(self, *args: Any) -> None:
+            return None
+
+        def open(self) -> None:
+            return None
+
+        def close(self) -> None:
+            return None
+
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            parse_url(request.url)  # what requests does before it connects
+            raise ServiceRequestError("would be sent")
+
+    try:
+        client = TableClient.from_connection_string(
+            connection_string, "sessions", transport=NoNetwork(), retry_total=0
+        )
+        client.get_entity("p", "r")
+    except ServiceRequestError as exc:
+        return str(exc) != "would be sent"
+    except Exception:
+        return True
+    raise AssertionError("NoNetwork sends nothing")
+
+
+@pytest.mark.parametrize("connection_string", CONNECTION_STRINGS)
+def test_manage_py_check_refuses_a_connection_string_iff_the_sdk_does(
+    connection_string: str,
+) -> None:
+    table = {"CONNECTION_STRING": connection_string}
+    with override_settings(SESSION_ENGINE=TABLE_ENGINE, AZURE_SESSIONS={"TABLE": table}):
+        messages = [m for m in run_checks() if m.id == "django_azure_sessions.E043"]
+        if _sdk_refuses(connection_string):
+            with pytest.raises(SystemCheckError, match=r"django_azure_sessions\.E043"):
+                call_command("check")
+            assert messages
+        else:
+            assert not messages
+    for message in messages:
+        assert ACCOUNT_KEY not in f"{message.msg} {message.hint}"
+        assert "sig=x" not in f"{message.msg} {message.hint}"
+
+
+def test_a_space_after_semicolon_is_named() -> None:
+    table = {"CONNECTION_STRING": f"AccountName=a; AccountKey={ACCOUNT_KEY}"}
+    with override_settings(SESSION_ENGINE=TABLE_ENGINE, AZURE_SESSIONS={"TABLE": table}):
+        (message,) = [m for m in run_checks() if m.id == "django_azure_sessions.E043"]
+    assert "spaces around key names ('accountkey')" in message.msg
+
+
+def test_a_key_written_with_a_space_is_refused_though_the_sdk_would_ignore_it() -> None:
+    """`; EndpointSuffix=...` is an unknown key to azure-data-tables: it would connect to the
+    default suffix, another cloud than the one meant."""
+    connection_string = (
+        f"AccountName=a;AccountKey={ACCOUNT_KEY}; EndpointSuffix=core.chinacloudapi.cn"
+    )
+    assert not _sdk_refuses(connection_string)
+    table = {"CONNECTION_STRING": connection_string}
+    assert "django_azure_sessions.E043" in ids(
+        SESSION_ENGINE=TABLE_ENGINE, AZURE_SESSIONS={"TABLE": table}
+    )

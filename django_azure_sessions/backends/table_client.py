@@ -21,6 +21,7 @@ No secret ever appears in a ``repr``, in a log line or in an exception raised he
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -38,6 +39,7 @@ from urllib.parse import urlsplit
 from django.core.checks import CheckMessage, Error, Warning
 
 from ..conf import SETTING_NAME, TableSettings
+from ..secrets import redact
 
 INSTALL_HINT = "pip install 'django-azure-sessions[table]'"
 
@@ -50,9 +52,6 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 DEVELOPMENT_ENDPOINT = "http://127.0.0.1:10002/devstoreaccount1"
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
-_SECRETS = re.compile(
-    r"(?i)((?:[?&;]|\b)(?:sig|accountkey|sharedaccesssignature)=)[^&;\s'\")]+|(bearer\s+)[^\s'\",]+"
-)
 
 
 class TableStorageError(RuntimeError):
@@ -87,33 +86,35 @@ def import_tables_aio() -> ModuleType:
     return azure.data.tables.aio
 
 
-def redact(text: str) -> str:
-    """``text`` with SAS signatures, account keys and bearer tokens blanked out."""
-    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "<redacted>", text)
-
-
 def parse_connection_string(value: str) -> dict[str, str]:
-    """The ``Key=value;`` pairs of a storage connection string, keys lower-cased."""
-    pairs = {}
-    for part in value.split(";"):
-        name, sep, item = part.partition("=")
-        if sep and name.strip():
-            pairs[name.strip().lower()] = item.strip()
-    return pairs
+    """The ``Key=value;`` pairs of a storage connection string, keys lower-cased, as azure-core
+    reads them (nothing stripped); a ValueError, without the string, if it cannot."""
+    from azure.core.utils import parse_connection_string as parse
+
+    return dict(parse(value))
 
 
 def endpoint_of(connection_string: str) -> str | None:
-    """The table endpoint a connection string names, without secrets; None if it names none."""
-    pairs = parse_connection_string(connection_string)
-    if pairs.get("usedevelopmentstorage", "").lower() == "true":
+    """The table endpoint azure-data-tables finds in a connection string, without secrets;
+    None if it finds none."""
+    if connection_string.lower() == "usedevelopmentstorage=true":
         return DEVELOPMENT_ENDPOINT
+    try:
+        pairs = parse_connection_string(connection_string)
+    except ValueError:
+        return None
     if "tableendpoint" in pairs:
-        return pairs["tableendpoint"].rstrip("/")
-    if "accountname" in pairs:
-        protocol = pairs.get("defaultendpointsprotocol", "https")
-        suffix = pairs.get("endpointsuffix", "core.windows.net")
-        return f"{protocol}://{pairs['accountname']}.table.{suffix}"
-    return None
+        endpoint = pairs["tableendpoint"]
+        return (endpoint if endpoint.lower().startswith("http") else f"https://{endpoint}").rstrip(
+            "/"
+        )
+    if "accountname" not in pairs or "tablesecondaryendpoint" in pairs:
+        return None
+    if "defaultendpointsprotocol" in pairs and "endpointsuffix" in pairs:
+        protocol, suffix = pairs["defaultendpointsprotocol"], pairs["endpointsuffix"]
+    else:  # the SDK's fallback: https and the default suffix
+        protocol, suffix = "https", pairs.get("endpointsuffix", "core.windows.net")
+    return f"{protocol}://{pairs['accountname']}.table.{suffix}"
 
 
 def _without_query(url: str) -> str:
@@ -517,12 +518,80 @@ def _credential_error(value: Any) -> str | None:
     return f"is a {type(value).__name__}, which is not a credential"
 
 
+_KNOWN_KEYS = {
+    "accountkey",
+    "accountname",
+    "defaultendpointsprotocol",
+    "endpointsuffix",
+    "sharedaccesssignature",
+    "tableendpoint",
+    "tablesecondaryendpoint",
+    "usedevelopmentstorage",
+}
+
+
+def connection_string_problem(value: str) -> str | None:
+    """Why azure-data-tables would refuse ``value``, in words that hold none of its secrets.
+
+    What it refuses when the client is built (azure-core cannot parse it; no key or SAS
+    token; only a secondary endpoint), and on the first request, before anything is sent
+    (a host that is not one; an AccountKey that is not base64). azure-data-tables strips no
+    spaces: ``; AccountKey=...`` is an unknown key named " AccountKey".
+    """
+    if value.lower() == "usedevelopmentstorage=true":
+        return None
+    try:
+        pairs = parse_connection_string(value)
+    except ValueError:
+        names = [part.partition("=")[0].lower() for part in value.strip().rstrip(";").split(";")]
+        twice = sorted({name for name in names if names.count(name) > 1} & _KNOWN_KEYS)
+        if twice:
+            return f"names {', '.join(twice)} more than once"
+        return "is not Key=value pairs separated by ';' (azure-core cannot read it)"
+    spaced = sorted(name.strip() for name in pairs if name != name.strip())
+    if spaced:
+        known = ", ".join(repr(name) for name in spaced if name in _KNOWN_KEYS)
+        return (
+            f"has spaces around key names{f' ({known})' if known else ''}, which "
+            "azure-data-tables keeps: it does not find those keys"
+        )
+    if "usedevelopmentstorage" in pairs:
+        return (
+            "sets UseDevelopmentStorage: azure-data-tables reads only 'UseDevelopmentStorage=true'"
+        )
+    if "sharedaccesssignature" not in pairs and not {"accountname", "accountkey"} <= pairs.keys():
+        return "names no AccountName and AccountKey, nor a SharedAccessSignature"
+    if "tableendpoint" not in pairs and "tablesecondaryendpoint" in pairs:
+        return "names a TableSecondaryEndpoint without a TableEndpoint"
+    endpoint = endpoint_of(value)
+    if endpoint is None:
+        return "names no table endpoint: neither TableEndpoint nor AccountName"
+    from urllib3.util import parse_url
+
+    try:
+        parse_url(endpoint)
+    except ValueError:
+        return f"gives the table endpoint {redact(endpoint)!r}, which is not a URL"
+    if "accountname" in pairs and "accountkey" in pairs:
+        try:
+            base64.b64decode(pairs["accountkey"].encode())
+        except ValueError:
+            return "has an AccountKey that is not base64 (copy it whole)"
+    try:
+        import_tables().TableClient.from_connection_string(value, "sessions").close()
+    except ValueError as exc:  # what a later azure-data-tables may refuse besides
+        return f"is refused by azure-data-tables: {redact(str(exc))}"
+    return None
+
+
 def check_table(section: dict[str, Any]) -> list[CheckMessage]:
     """The TABLE section's checks, run when the Table engine is the SESSION_ENGINE."""
     errors: list[CheckMessage] = []
+    tables_installed = True
     try:
         import_tables()
     except ImportError:
+        tables_installed = False
         errors.append(
             _error(
                 41,
@@ -543,19 +612,16 @@ def check_table(section: dict[str, Any]) -> list[CheckMessage]:
                     "'UseDevelopmentStorage=true' for Azurite.",
                 )
             )
-        else:
-            pairs = parse_connection_string(connection_string)
-            if endpoint_of(connection_string) is None or not (
-                "accountkey" in pairs
-                or "sharedaccesssignature" in pairs
-                or pairs.get("usedevelopmentstorage", "").lower() == "true"
-            ):
+        elif tables_installed:
+            problem = connection_string_problem(connection_string)
+            if problem is not None:
                 errors.append(
                     _error(
                         43,
-                        "['CONNECTION_STRING'] names no account and key or SAS token.",
-                        "It needs AccountName and AccountKey (or TableEndpoint and "
-                        "SharedAccessSignature), separated by ';'.",
+                        f"['CONNECTION_STRING'] {problem}.",
+                        "Copy it from the storage account's 'Access keys' page as it is: "
+                        "Key=value pairs separated by ';', nothing around ';' or '=', with "
+                        "AccountName and AccountKey (or TableEndpoint and SharedAccessSignature).",
                     )
                 )
         if account_url is not None or credential is not None:
