@@ -21,6 +21,7 @@ from django.utils.module_loading import import_string
 from ..conf import SettingsCache, app_settings
 from ..exceptions import SessionStoreUnavailable
 from . import codec, keys
+from .steps import Call, Steps, adrive, drive
 from .storage import Record, Storage, utcnow
 
 # django.contrib.auth.SESSION_KEY, named here so that auth need not be installed.
@@ -173,12 +174,63 @@ class StoreSession(SessionBase):
         """
         return random.uniform(0, min(1.0, max(0.002, took) * 2**attempt))
 
+    # The operations, written once: each yields the storage calls it needs (see core.steps)
+
+    def _create_steps(self) -> Steps[Call, None]:
+        for _ in range(CREATE_ATTEMPTS):
+            self._session_key = keys.new_key()
+            try:
+                yield from self._save_steps(must_create=True)
+            except CreateError:
+                continue
+            self.modified = True
+            return
+        raise RuntimeError(f"No free session key after {CREATE_ATTEMPTS} attempts")
+
+    def _save_steps(self, must_create: bool) -> Steps[Call, None]:
+        if self.session_key is None:
+            return (yield from self._create_steps())
+        self.accessed = True
+        data: dict[str, Any] | None = self.__dict__.get("_session_cache")
+        if data is None:
+            loaded = None if must_create else (yield Call("load", (self._storage_id(),)))
+            data = self._session_cache = {} if must_create else self._loaded(loaded)
+        if self._session_key is None:  # loading found no session: this is a new one
+            return (yield from self._create_steps())
+        record = self._record_for(data)
+        if must_create:
+            version = yield Call("create", (record,))
+            if version is None:
+                raise CreateError
+        else:
+            if self._record is None:  # data replaced without reading (clear()): replace it
+                self._record = self._present((yield Call("load", (record.key,))))
+            version = yield Call("update", (record, self._record))
+            attempt = 0
+            while version is None:
+                started = time.monotonic()
+                current = self._present((yield Call("load", (record.key,))))
+                record = self._rebase(current, data, attempt)
+                version = yield Call("update", (record, current))
+                attempt += 1
+                if version is None:
+                    yield Call("sleep", (self._backoff(attempt, time.monotonic() - started),))
+        record.version = version  # a record this call built: nobody else holds it
+        self._record = record
+
+    def _delete_steps(self, session_key: str | None) -> Steps[Call, None]:
+        if session_key is None:
+            session_key = self.session_key
+        if session_key is not None and keys.is_valid(session_key):
+            yield Call("delete", (keys.storage_id(session_key),))
+
     # Sync API
 
     def _failed(self, exc: SessionStoreUnavailable) -> dict[str, Any]:
         """What an operation that met an unavailable store gives, by ``ON_UNAVAILABLE``."""
         self.unavailable = True
         self.store_error = exc
+        self.__dict__.setdefault("_session_cache", {})
         if app_settings.ON_UNAVAILABLE != "degrade":
             raise exc
         return {}
@@ -198,71 +250,29 @@ class StoreSession(SessionBase):
         )
 
     def create(self) -> None:
-        if self.unavailable:
-            return
-        for _ in range(CREATE_ATTEMPTS):
-            self._session_key = keys.new_key()
-            try:
-                self.save(must_create=True)
-            except CreateError:
-                continue
-            self.modified = True
-            return
-        raise RuntimeError(f"No free session key after {CREATE_ATTEMPTS} attempts")
+        if not self.unavailable:
+            self._run(self._create_steps())
 
     def save(self, must_create: bool = False) -> None:
-        if self.unavailable:
-            return None
-        try:
-            return self._save(must_create)
-        except SessionStoreUnavailable as exc:
-            self._failed(exc)
-            return None
-
-    def _save(self, must_create: bool) -> None:
-        if self.session_key is None:
-            return self.create()
-        data = self._get_session(no_load=must_create)
-        if self.unavailable:
-            return None
-        if self._session_key is None:  # loading found no session: this is a new one
-            return self.create()
-        storage = self.get_storage()
-        record = self._record_for(data)
-        if must_create:
-            version = storage.create(record)
-            if version is None:
-                raise CreateError
-        else:
-            loaded = self._record
-            if loaded is None:  # data replaced without reading (clear()): it replaces the record
-                loaded = self._record = self._present(storage.load(record.key))
-            version = storage.update(record, loaded)
-            attempt = 0
-            while version is None:
-                started = time.monotonic()
-                current = self._present(storage.load(record.key))
-                record = self._rebase(current, data, attempt)
-                version = storage.update(record, current)
-                attempt += 1
-                if version is None:
-                    time.sleep(self._backoff(attempt, time.monotonic() - started))
-        record.version = version  # a record this call built: nobody else holds it
-        self._record = record
-        return None
+        if not self.unavailable:
+            self._run(self._save_steps(must_create))
 
     def delete(self, session_key: str | None = None) -> None:
-        if self.unavailable:
-            return
-        if session_key is None:
-            if self.session_key is None:
-                return
-            session_key = self.session_key
-        if keys.is_valid(session_key):
-            try:
-                self.get_storage().delete(keys.storage_id(session_key))
-            except SessionStoreUnavailable as exc:
-                self._failed(exc)
+        if not self.unavailable:
+            self._run(self._delete_steps(session_key))
+
+    def _run(self, steps: Steps[Call, None]) -> None:
+        storage = self.get_storage()
+
+        def perform(call: Call) -> Any:
+            if call.method == "sleep":
+                return time.sleep(*call.args)
+            return getattr(storage, call.method)(*call.args)
+
+        try:
+            drive(steps, perform)
+        except SessionStoreUnavailable as exc:
+            self._failed(exc)
 
     @classmethod
     def clear_expired(cls) -> None:
@@ -295,71 +305,29 @@ class StoreSession(SessionBase):
         )
 
     async def acreate(self) -> None:
-        if self.unavailable:
-            return
-        for _ in range(CREATE_ATTEMPTS):
-            self._session_key = keys.new_key()
-            try:
-                await self.asave(must_create=True)
-            except CreateError:
-                continue
-            self.modified = True
-            return
-        raise RuntimeError(f"No free session key after {CREATE_ATTEMPTS} attempts")
+        if not self.unavailable:
+            await self._arun(self._create_steps())
 
     async def asave(self, must_create: bool = False) -> None:
-        if self.unavailable:
-            return None
-        try:
-            return await self._asave(must_create)
-        except SessionStoreUnavailable as exc:
-            self._failed(exc)
-            return None
-
-    async def _asave(self, must_create: bool) -> None:
-        if self.session_key is None:
-            return await self.acreate()
-        data = await self._aget_session(no_load=must_create)
-        if self.unavailable:
-            return None
-        if self._session_key is None:  # loading found no session: this is a new one
-            return await self.acreate()
-        storage = self.get_storage()
-        record = self._record_for(data)
-        if must_create:
-            version = await storage.acreate(record)
-            if version is None:
-                raise CreateError
-        else:
-            loaded = self._record
-            if loaded is None:
-                loaded = self._record = self._present(await storage.aload(record.key))
-            version = await storage.aupdate(record, loaded)
-            attempt = 0
-            while version is None:
-                started = time.monotonic()
-                current = self._present(await storage.aload(record.key))
-                record = self._rebase(current, data, attempt)
-                version = await storage.aupdate(record, current)
-                attempt += 1
-                if version is None:
-                    await asyncio.sleep(self._backoff(attempt, time.monotonic() - started))
-        record.version = version
-        self._record = record
-        return None
+        if not self.unavailable:
+            await self._arun(self._save_steps(must_create))
 
     async def adelete(self, session_key: str | None = None) -> None:
-        if self.unavailable:
-            return
-        if session_key is None:
-            if self.session_key is None:
-                return
-            session_key = self.session_key
-        if keys.is_valid(session_key):
-            try:
-                await self.get_storage().adelete(keys.storage_id(session_key))
-            except SessionStoreUnavailable as exc:
-                self._failed(exc)
+        if not self.unavailable:
+            await self._arun(self._delete_steps(session_key))
+
+    async def _arun(self, steps: Steps[Call, None]) -> None:
+        storage = self.get_storage()
+
+        async def perform(call: Call) -> Any:
+            if call.method == "sleep":
+                return await asyncio.sleep(*call.args)
+            return await getattr(storage, "a" + call.method)(*call.args)
+
+        try:
+            await adrive(steps, perform)
+        except SessionStoreUnavailable as exc:
+            self._failed(exc)
 
     @classmethod
     async def aclear_expired(cls) -> None:
