@@ -198,6 +198,7 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         record = self._record(storage, key)
         assert storage is not None
         storage.delete(key)
+        users.revoked_signal(storage, record.user_id, [key], "admin")
         self._log_revoked(request, [key], record.user_id, "Revoked.")
         messages.success(request, "The session was revoked: its user is signed out of it.")
         return HttpResponseRedirect(self._changelist())
@@ -207,7 +208,7 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         user_id = request.POST.get("user", "")
         if storage is None or not user_id or "\x00" in user_id:
             raise Http404("No such user's sessions.")
-        revoked = users.revoke(storage, user_id)
+        revoked = users.revoke(storage, user_id, reason="admin")
         self._log_revoked(request, revoked, user_id, "Revoked with every session of its user.")
         messages.success(
             request, f"{len(revoked)} sessions of user {user_id} revoked: signed out everywhere."

@@ -20,6 +20,7 @@ from django.contrib.sessions.backends.base import SessionBase
 
 from .core import keys
 from .core.storage import Record, Storage
+from .signals import session_revoked
 from .transfer import our_store
 
 
@@ -47,16 +48,26 @@ def user_sessions(user: Any) -> list[Record]:
 def sign_out_everywhere(user: Any, *, keep: SessionBase | None = None) -> int:
     """Delete every session of ``user`` but ``keep``; return how many were deleted."""
     kept = None if keep is None else stored_id(keep)
-    return len(revoke(_storage(), user_id(user), keep=kept))
+    return len(revoke(_storage(), user_id(user), keep=kept, reason="sign_out_everywhere"))
 
 
-def revoke(storage: Storage, owner: str, *, keep: str | None = None) -> list[str]:
+def revoke(storage: Storage, owner: str, *, keep: str | None = None, reason: str) -> list[str]:
     """Delete the sessions of the user whose id is ``owner`` but the one stored as ``keep``;
-    return the stored ids of those deleted."""
+    return the stored ids of those deleted (``session_revoked`` is sent with ``reason``)."""
     revoked = [r.key for r in storage.user_records(owner) if r.key != keep]
     for key in revoked:
         storage.delete(key)
+    revoked_signal(storage, owner, revoked, reason)
     return revoked
+
+
+def revoked_signal(
+    storage: Storage, owner: str | None, stored_ids: list[str], reason: str
+) -> None:
+    if stored_ids:
+        session_revoked.send(
+            sender=type(storage), user_id=owner, stored_ids=stored_ids, reason=reason
+        )
 
 
 async def auser_sessions(user: Any) -> list[Record]:
@@ -67,7 +78,9 @@ async def auser_sessions(user: Any) -> list[Record]:
 async def asign_out_everywhere(user: Any, *, keep: SessionBase | None = None) -> int:
     storage = _storage()
     kept = None if keep is None else stored_id(keep)
-    revoked = [r for r in await storage.auser_records(user_id(user)) if r.key != kept]
-    for record in revoked:
-        await storage.adelete(record.key)
+    owner = user_id(user)
+    revoked = [r.key for r in await storage.auser_records(owner) if r.key != kept]
+    for key in revoked:
+        await storage.adelete(key)
+    revoked_signal(storage, owner, revoked, "sign_out_everywhere")
     return len(revoked)

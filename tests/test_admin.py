@@ -16,6 +16,7 @@ from django.test import Client, override_settings
 
 from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
+from django_azure_sessions.signals import session_revoked
 from testproject import settings as demo_settings
 
 from .fixtures.stores import every_store
@@ -128,8 +129,23 @@ def test_revoke_one_session_and_every_session_of_a_user(
 def test_revocations_are_in_the_admin_history(engine: type[Any], superuser: Client) -> None:
     first, second = signed_in(engine, "801"), signed_in(engine, "801")
     lone = signed_in(engine, "802")
-    superuser.post(f"{LIST}{keys.storage_id(lone)}/revoke/")
-    superuser.post(f"{LIST}revoke-user/", {"user": "801"})
+    sent: list[tuple[str | None, list[str], str]] = []
+
+    def receive(
+        sender: Any, user_id: str | None, stored_ids: list[str], reason: str, **_: Any
+    ) -> None:
+        sent.append((user_id, sorted(stored_ids), reason))
+
+    session_revoked.connect(receive)
+    try:
+        superuser.post(f"{LIST}{keys.storage_id(lone)}/revoke/")
+        superuser.post(f"{LIST}revoke-user/", {"user": "801"})
+    finally:
+        session_revoked.disconnect(receive)
+    assert sent == [
+        ("802", [keys.storage_id(lone)], "admin"),
+        ("801", sorted(keys.storage_id(key) for key in (first, second)), "admin"),
+    ]
 
     entries = LogEntry.objects.filter(action_flag=DELETION).order_by("object_id")
     (who,) = {entry.user for entry in entries}  # the superuser client's user, for each

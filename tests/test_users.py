@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from importlib import import_module
+from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -11,10 +12,12 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client, override_settings
 
+from django_azure_sessions.signals import session_revoked
 from django_azure_sessions.users import (
     asign_out_everywhere,
     auser_sessions,
     sign_out_everywhere,
+    stored_id,
     user_sessions,
 )
 
@@ -76,8 +79,23 @@ def test_sign_out_everywhere_for_a_password_change(engine: str, is_async: bool) 
     dee = User.objects.create_user("dee")
     first, second, kept = signed_in(dee), signed_in(dee), signed_in(dee)
     keep = import_module(engine).SessionStore(kept.cookies["sessionid"].value)
-    assert len(listed(dee)) == 3
-    assert revoke(dee, keep=keep) == 2
+    ids = sorted(s.key for s in listed(dee))
+    assert len(ids) == 3
+    sent: list[dict[str, Any]] = []
+
+    def receive(sender: Any, **kwargs: Any) -> None:
+        sent.append({"sender": sender, **kwargs})
+
+    session_revoked.connect(receive)
+    try:
+        assert revoke(dee, keep=keep) == 2
+    finally:
+        session_revoked.disconnect(receive)
+    [signal] = sent
+    assert signal["sender"] is import_module(engine).SessionStore.storage_class
+    assert signal["user_id"] == str(dee.pk)
+    assert signal["reason"] == "sign_out_everywhere"
+    assert sorted(signal["stored_ids"]) == sorted(set(ids) - {stored_id(keep)})
     assert not is_signed_in(first)
     assert not is_signed_in(second)
     assert is_signed_in(kept)
