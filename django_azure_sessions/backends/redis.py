@@ -16,6 +16,11 @@ slot of a key is decided by the session id or user id alone, never by the prefix
 spread over all shards. The user index is written in the same round trip as the save, before
 it; it may hold stale ids (sessions deleted or signed in as someone else), which reads verify
 against the session itself and which are pruned once their score is past.
+
+Each load, save or delete has a budget (``AZURE_SESSIONS["TIMEOUT"]``): redis-py never
+retries (its ``Retry`` has 0 retries), the engine retries connection errors and timeouts with
+backoff while the budget lasts, then raises ``SessionStoreUnavailable``. A value the engine
+did not write (bad header, wrong type) is logged as suspicious and read as no session.
 """
 
 from __future__ import annotations
