@@ -140,6 +140,19 @@ class TestStall:
             again.save()
             assert async_to_sync(SessionStore(key).aload)() == {"a": 1, "c": 1}
 
+    def test_one_event_loop_never_reads_a_late_reply(self, redis_server: RedisServer) -> None:
+        with engine_on(redis_server.url, 1):
+            first, second = saved(which="first"), saved(which="second")
+
+            async def requests() -> None:  # as under an ASGI server: one loop, one pool
+                assert (await SessionStore(first.session_key).aload())["which"] == "first"
+                with stopped(redis_server), pytest.raises(SessionStoreUnavailable):
+                    await SessionStore(first.session_key).aload()
+                for _ in range(3):  # the late reply to the first GET is never an answer
+                    assert (await SessionStore(second.session_key).aload())["which"] == "second"
+
+            async_to_sync(requests)()
+
     def test_a_killed_server_fails_fast_and_comes_back(self, redis_server: RedisServer) -> None:
         with engine_on(redis_server.url, 1):
             key = saved(a=1).session_key
