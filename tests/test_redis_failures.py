@@ -30,6 +30,8 @@ from hypothesis import strategies as st
 
 from django_azure_sessions import SessionStoreUnavailable
 from django_azure_sessions.backends.redis import HEADER, NO_USER, RedisStorage, SessionStore
+from django_azure_sessions.backends.redis_connection import spec_from_settings
+from django_azure_sessions.conf import RedisSettings
 from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
 from django_azure_sessions.core.storage import Storage
@@ -437,3 +439,26 @@ def test_any_cookie_loads_no_other_session(secret_session: str, data: st.DataObj
     loaded = SessionStore(cookie).load()
     assert isinstance(loaded, dict)
     assert "secret" not in loaded
+
+
+@pytest.mark.parametrize(
+    ("section", "described"),
+    [
+        (
+            {"URL": "rediss://:k3y@h.redis.cache.windows.net:6380/2"},
+            "h.redis.cache.windows.net:6380/2",
+        ),
+        ({"URL": "redis://u:k3y@10.0.0.1/0", "CLUSTER": True}, "cluster 10.0.0.1:6379"),
+        (
+            {"URL": "redis://:k3y@sessions/0", "SENTINELS": [("10.0.0.2", 26379)]},
+            "sentinel service mymaster via 10.0.0.2:26379",
+        ),
+        ({"URL": "unix:///run/redis.sock?password=k3y"}, "unix:/run/redis.sock"),
+    ],
+)
+def test_the_store_is_named_without_its_password(section: dict[str, Any], described: str) -> None:
+    spec = spec_from_settings(RedisSettings(**section), timeout=2)
+    assert spec.describe() == described
+    kwargs = spec.kwargs(asynchronous=False)
+    assert kwargs["socket_timeout"] <= 2
+    assert kwargs["retry"].get_retries() == 0

@@ -145,7 +145,9 @@ class ConnectionSpec:
             return redis.cluster.RedisCluster.from_url(self.url, **kwargs)
         if self.mode == "sentinel":
             sentinel = redis.sentinel.Sentinel(
-                list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(), **kwargs
+                list(self.sentinels),
+                sentinel_kwargs=self._sentinel_kwargs(asynchronous=False),
+                **kwargs,
             )
             return sentinel.master_for(self.service_name)
         pool = redis.ConnectionPool.from_url(self.url, **kwargs)
@@ -175,15 +177,21 @@ class ConnectionSpec:
             return redis.asyncio.cluster.RedisCluster.from_url(self.url, **kwargs)
         if self.mode == "sentinel":
             sentinel = redis.asyncio.sentinel.Sentinel(
-                list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(), **kwargs
+                list(self.sentinels),
+                sentinel_kwargs=self._sentinel_kwargs(asynchronous=True),
+                **kwargs,
             )
             return sentinel.master_for(self.service_name)
         pool = redis.asyncio.ConnectionPool.from_url(self.url, **kwargs)
         return redis.asyncio.Redis.from_pool(pool)
 
-    def _sentinel_kwargs(self) -> dict[str, Any]:
+    def _sentinel_kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
+        redis = import_redis()
         kwargs = {**DEFAULTS, **TCP_DEFAULTS, **self.sentinel_options}
         self._cap_timeouts(kwargs)
+        if "retry" not in kwargs:  # Sentinel asks each sentinel in turn: no retry inside that
+            module = redis.asyncio if asynchronous else redis
+            kwargs["retry"] = module.retry.Retry(redis.backoff.NoBackoff(), 0)
         return kwargs
 
     def validate(self) -> None:
