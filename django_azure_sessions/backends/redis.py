@@ -186,8 +186,14 @@ class RedisStorage(Storage):
         self._async_clients: dict[asyncio.AbstractEventLoop, tuple[Any, AsyncIterator[None]]] = {}
         errors = self._errors = import_redis().exceptions
         self._noscript = errors.NoScriptError
-        # BusyLoadingError (a server loading its data) is a ConnectionError: retried too.
-        self._retried = (errors.ConnectionError, errors.TimeoutError)
+        # BusyLoadingError (a server loading its data) is a ConnectionError: retried too. So are
+        # a cluster with no reachable node (RedisClusterException) and CLUSTERDOWN.
+        self._retried = (
+            errors.ConnectionError,
+            errors.TimeoutError,
+            errors.ClusterError,
+            errors.RedisClusterException,
+        )
         self._refused = errors.AuthenticationError  # misconfiguration: retrying cannot help
 
     @classmethod
@@ -395,6 +401,8 @@ class RedisStorage(Storage):
             try:
                 return [client.execute_command(*commands[0])]
             except self._errors.ResponseError as error:
+                if isinstance(error, self._retried):  # CLUSTERDOWN
+                    raise
                 return [error]
         pipe = client.pipeline(transaction=False)
         for command in commands:
@@ -567,6 +575,8 @@ class RedisStorage(Storage):
                 try:
                     return [await client.execute_command(*commands[0])]
                 except self._errors.ResponseError as error:
+                    if isinstance(error, self._retried):  # CLUSTERDOWN
+                        raise
                     return [error]
             pipe = client.pipeline(transaction=False)
             for command in commands:
