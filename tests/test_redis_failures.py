@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import struct
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -40,7 +41,7 @@ from testproject.demo.apps import DEMO_PASSWORD, DEMO_USERNAME, create_demo_user
 from .fixtures.demo import demo_site
 from .fixtures.engines import configured
 from .fixtures.proxy import StallingProxy
-from .fixtures.redis import RedisServer, delete_prefix
+from .fixtures.redis import REDIS_CLI, RedisServer, delete_prefix, wait_until
 
 ENGINE = "django_azure_sessions.backends.redis"
 SQL_ENGINE = "django_azure_sessions.backends.sql"
@@ -462,3 +463,34 @@ def test_the_store_is_named_without_its_password(section: dict[str, Any], descri
     kwargs = spec.kwargs(asynchronous=False)
     assert kwargs["socket_timeout"] <= 2
     assert kwargs["retry"].get_retries() == 0
+
+
+def test_a_frozen_cluster_is_an_outage_not_an_error(tmp_path: Any) -> None:
+    nodes = [
+        RedisServer(tmp_path, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
+        for _ in range(3)
+    ]
+    try:
+        for node in nodes:
+            node.start()
+        create = [REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes]]
+        subprocess.run(
+            [*create, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        for node in nodes:
+            wait_until(node.cluster_ok, what="the cluster to be ready")
+        with engine_on(f"redis://127.0.0.1:{nodes[0].port}", 1, CLUSTER=True):
+            key = saved(a=1).session_key
+            assert key is not None
+            with contextlib.ExitStack() as frozen:
+                for node in nodes:
+                    frozen.enter_context(stopped(node))
+                assert took(async_to_sync(SessionStore(key).aload)) < 2
+                assert took(SessionStore(key).load) < 1 + len(nodes) + 1  # see docs/redis.md
+            assert wait_until(lambda: SessionStore(key).load() == {"a": 1})
+    finally:
+        for node in nodes:
+            node.stop()
