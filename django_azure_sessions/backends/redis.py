@@ -37,7 +37,7 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from functools import cached_property, partial
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 from ..conf import app_settings
@@ -364,12 +364,7 @@ class RedisStorage(Storage):
         if connection is None:  # Cluster, or a credential provider: the shared client
             return self._client_send(self.client, commands)
         if left is not None:
-            # A retry connects again: no wait of it may outlast the budget. The connection
-            # reads these (public) attributes when it connects; it is closed after this
-            # attempt, so the next operation connects with the configured timeouts.
-            connection.disconnect()
-            connection.socket_timeout = min(self._socket_timeout, left)
-            connection.socket_connect_timeout = min(self._connect_timeout, left)
+            return self._send_bounded(commands, left)
         try:
             if local.closed:  # connect() asks Sentinel where the master is now
                 connection.connect()
@@ -380,21 +375,22 @@ class RedisStorage(Storage):
             connection.disconnect()  # a half-read reply must never answer the next command
             local.closed = True
             raise
+
+    def _send_bounded(self, commands: list[tuple[Any, ...]], left: float) -> list[Any]:
+        """A retry: on a new connection of the pool's kind whose connect and read timeouts are
+        what is left of the budget, closed after it (the thread's connection keeps its own)."""
+        pool = self.client.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = min(kwargs[name], left)
+        connection = pool.connection_class(**kwargs)
+        try:
+            connection.connect()
+            connection.send_packed_command([pack(commands)])
+            return [self._reply(connection) for _ in commands]
         finally:
-            if left is not None:
-                connection.disconnect()
-                local.closed = True
-                connection.socket_timeout = self._socket_timeout
-                connection.socket_connect_timeout = self._connect_timeout
-
-    @cached_property
-    def _socket_timeout(self) -> float:
-        return float(self.spec.kwargs(asynchronous=False)["socket_timeout"])
-
-    @cached_property
-    def _connect_timeout(self) -> float:
-        kwargs = self.spec.kwargs(asynchronous=False)
-        return float(kwargs.get("socket_connect_timeout", kwargs["socket_timeout"]))
+            connection.disconnect()
 
     def _client_send(self, client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
         if len(commands) == 1:
