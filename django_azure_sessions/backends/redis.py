@@ -16,6 +16,11 @@ slot of a key is decided by the session id or user id alone, never by the prefix
 spread over all shards. The user index is written in the same round trip as the save, before
 it; it may hold stale ids (sessions deleted or signed in as someone else), which reads verify
 against the session itself and which are pruned once their score is past.
+
+Each load, save or delete has a budget (``AZURE_SESSIONS["TIMEOUT"]``): redis-py never
+retries (its ``Retry`` has 0 retries), the engine retries connection errors and timeouts with
+backoff while the budget lasts, then raises ``SessionStoreUnavailable``. A value the engine
+did not write (bad header, wrong type) is logged as suspicious and read as no session.
 """
 
 from __future__ import annotations
@@ -25,23 +30,28 @@ import contextlib
 import datetime
 import hashlib
 import heapq
+import itertools
+import logging
 import os
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from typing import Any, NamedTuple
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from functools import partial
+from typing import Any, NamedTuple, TypeVar
 
 from ..conf import app_settings
 from ..core.session import StoreSession
-from ..core.storage import Page, Record, Storage
+from ..core.storage import DamagedRecord, Deadline, Page, Record, Storage
+from ..exceptions import SessionStoreUnavailable
 from .redis_connection import (
     ConnectionSpec,
+    backoff,
     entra_id_credential_provider,
     import_redis,
     spec_from_settings,
 )
-from .redis_wire import pack, read_replies, speaks_plain_resp2
+from .redis_wire import pack
 
 __all__ = ["RedisStorage", "SessionStore", "entra_id_credential_provider"]
 
@@ -50,6 +60,7 @@ HEADER = struct.Struct(">QqqqqH")
 VERSION = struct.Struct(">Q")
 INDEXED_AT = 16  # offset of "indexed until" in the header
 NO_USER = 0xFFFF
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time a datetime holds
 SCAN_COUNT = 1000
 BATCH = 500
 
@@ -101,6 +112,9 @@ return 1
 Version = tuple[int, int, int]
 
 
+T = TypeVar("T")
+logger = logging.getLogger("django_azure_sessions")
+
 SCRIPTS = {script.sha: script for script in (UPDATE, FORGET_INDEX, INDEX)}
 
 
@@ -120,28 +134,76 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+def _parse(key: str, value: Any, now: int, listing: bool) -> Record | None:
+    if isinstance(value, Exception):
+        if str(value).startswith("WRONGTYPE"):
+            raise DamagedRecord("the key holds another type than a string")
+        raise value
+    if len(value) < HEADER.size:
+        raise DamagedRecord(f"{len(value)} bytes, shorter than the header")
+    version, expires, indexed, created, updated, user_size = HEADER.unpack_from(value)
+    if not (0 <= expires <= MAX_MS and 0 <= created <= MAX_MS and 0 <= updated <= MAX_MS):
+        raise DamagedRecord("a time in the header is out of range")
+    if expires <= now:
+        return None
+    if user_size == NO_USER:
+        start, user_id = HEADER.size, None
+    else:
+        start = HEADER.size + user_size
+        if start > len(value):
+            raise DamagedRecord("the user id's length runs past the end")
+        try:
+            user_id = value[HEADER.size : start].decode()
+        except UnicodeDecodeError:
+            raise DamagedRecord("the user id is not UTF-8") from None
+    return Record(
+        key=key,
+        data=value[start:],
+        expires=_datetime(expires),
+        user_id=user_id,
+        version=(version, indexed, created),
+        created=_datetime(created) if listing else None,
+        updated=_datetime(updated) if listing else None,
+    )
+
+
 class RedisStorage(Storage):
     """Session records in Redis strings; see the module docstring for the keys."""
 
+    engine = "redis"
     settings = frozenset({"AZURE_SESSIONS", "CACHES"})
-
     expired_items = "expired user-index entries"  # sessions expire by themselves
 
     def __init__(self, spec: ConnectionSpec, prefix: str) -> None:
         self.spec = spec
         self.prefix = prefix
+        self.timeout = spec.timeout
+        self._where = spec.describe()
         self._sessions = prefix + "s:{"
         self._users = prefix + "u:{"
         self._lock = threading.Lock()
         self._client: Any = None
         self._local = threading.local()
         self._async_clients: dict[asyncio.AbstractEventLoop, tuple[Any, AsyncIterator[None]]] = {}
-        self._errors = import_redis().exceptions
-        self._noscript = self._errors.NoScriptError
+        errors = self._errors = import_redis().exceptions
+        self._noscript = errors.NoScriptError
+        # BusyLoadingError (a server loading its data) is a ConnectionError: retried too. So are
+        # a cluster with no reachable node (RedisClusterException) and CLUSTERDOWN.
+        self._retried = (
+            errors.ConnectionError,
+            errors.TimeoutError,
+            errors.ClusterError,
+            errors.RedisClusterException,
+        )
+        self._refused = errors.AuthenticationError  # misconfiguration: retrying cannot help
 
     @classmethod
     def from_settings(cls) -> RedisStorage:
-        return cls(spec_from_settings(app_settings.REDIS), app_settings.KEY_PREFIX)
+        spec = spec_from_settings(app_settings.REDIS, timeout=app_settings.TIMEOUT)
+        return cls(spec, app_settings.KEY_PREFIX)
+
+    def describe(self) -> str:
+        return self._where
 
     # Keys and records
 
@@ -151,24 +213,30 @@ class RedisStorage(Storage):
     def user_key(self, user_id: str) -> str:
         return f"{self._users}{user_id}}}"
 
-    @staticmethod
-    def _record(key: str, value: bytes | None, now: int, listing: bool = False) -> Record | None:
-        """The record in ``value``; its creation and update times only for ``listing``."""
-        if value is None or len(value) < HEADER.size:
+    def _record(self, key: str, value: Any, now: int, listing: bool = False) -> Record | None:
+        """The record in ``value`` (a GET's reply); its creation and update times only for
+        ``listing``. A value this engine did not write is reported and read as no session."""
+        if value is None:
             return None
-        version, expires, indexed, created, updated, user_size = HEADER.unpack_from(value)
-        if expires <= now:
+        try:
+            return _parse(key, value, now, listing)
+        except DamagedRecord as exc:
+            self.damaged(key, str(exc))
             return None
-        start = HEADER.size if user_size == NO_USER else HEADER.size + user_size
-        return Record(
-            key=key,
-            data=value[start:],
-            expires=_datetime(expires),
-            user_id=None if user_size == NO_USER else value[HEADER.size : start].decode(),
-            version=(version, indexed, created),
-            created=_datetime(created) if listing else None,
-            updated=_datetime(updated) if listing else None,
-        )
+
+    def _listed(self, ids: Sequence[str], values: list[Any], now: int) -> tuple[list[Record], int]:
+        """The live records among a batch's ``values``, and how many values were damaged."""
+        records, damaged = [], 0
+        for key, value in zip(ids, values, strict=True):
+            try:
+                record = None if value is None else _parse(key, value, now, listing=True)
+            except DamagedRecord as exc:
+                self.damaged(key, str(exc))
+                damaged += 1
+                continue
+            if record is not None:
+                records.append(record)
+        return records, damaged
 
     def _save_commands(
         self, record: Record, loaded: Record | None
@@ -223,6 +291,10 @@ class RedisStorage(Storage):
         the save: the session then must not claim an index entry, so the next save writes it.
         """
         saved = results[-1]
+        if isinstance(saved, self._errors.ResponseError) and "WRONGTYPE" in str(saved):
+            # Not a string any more: the session this request loaded is gone (a conflict).
+            self.damaged(key, "the key holds another type than a string")
+            saved = results[-1] = None
         if isinstance(saved, Exception):
             return saved, None
         if len(results) > 1 and isinstance(results[0], Exception):
@@ -253,47 +325,89 @@ class RedisStorage(Storage):
         return self._thread().client
 
     def _thread(self) -> threading.local:
-        """This thread's client, its connection (None if it has none of its own) and whether
-        ``redis_wire`` reads the replies on it."""
+        """This thread's client and its connection (None if it has none of its own)."""
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
             client = self.spec.thread_client(self.client)
-            connection = getattr(client, "connection", None)
-            local.client, local.connection = client, connection
-            local.reads_itself = connection is not None and speaks_plain_resp2(connection)
-            local.pid = os.getpid()
+            local.client, local.connection = client, getattr(client, "connection", None)
+            local.closed, local.pid = False, os.getpid()
         return local
 
-    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Send commands in one round trip on this thread's connection; errors are results.
+    def _call(self, operation: str, deadline: Deadline, attempt: Callable[[float | None], T]) -> T:
+        """Run ``attempt`` until it succeeds, retrying connection errors and timeouts with
+        backoff, at most ``RETRIES`` times and never past ``deadline``; then the store is
+        unavailable. ``attempt`` gets None, or on a retry the seconds left."""
+        failures = 0
+        while True:
+            try:
+                return attempt(None if failures == 0 else deadline.remaining())
+            except self._refused as error:
+                raise self.unavailable(operation, error) from error
+            except self._retried as error:
+                failures += 1
+                wait = backoff(failures)
+                if failures > self.spec.retries or deadline.remaining() <= wait:
+                    raise self.unavailable(operation, error) from error
+                logger.debug("Redis %s: retry %d after %s", operation, failures, type(error))
+                time.sleep(wait)
 
-        This skips redis-py's per-command machinery, most of a command's cost in Python (see
-        ``redis_wire``). A connection or timeout error hands the commands to the shared client,
-        which reconnects and retries with backoff as configured; anything else unexpected
-        drops the connection, so that a half-read reply never reaches the next command.
-        """
+    def _send(
+        self, operation: str, deadline: Deadline, commands: list[tuple[Any, ...]]
+    ) -> list[Any]:
+        """Send commands in one round trip on this thread's connection; errors are results."""
+        return self._call(operation, deadline, lambda left: self._send_once(commands, left))
+
+    def _send_once(self, commands: list[tuple[Any, ...]], left: float | None) -> list[Any]:
+        # redis-py's client layer is most of a command's cost in Python: the engine packs its
+        # commands and reads the replies on the connection (public API) whenever it has one.
         local = self._thread()
         connection = local.connection
-        if connection is not None:
-            try:
-                connection.send_packed_command([pack(commands)])
-                if local.reads_itself:
-                    return read_replies(connection, len(commands), self._errors)
-                return [self._reply(connection) for _ in commands]
-            except (self._errors.ConnectionError, self._errors.TimeoutError):
-                connection.disconnect()
-            except BaseException:
-                connection.disconnect()
-                raise
+        if connection is None:  # Cluster, or a credential provider: the shared client
+            return self._client_send(self.client, commands)
+        if left is not None:
+            return self._send_bounded(commands, left)
+        try:
+            if local.closed:  # connect() asks Sentinel where the master is now
+                connection.connect()
+                local.closed = False
+            connection.send_packed_command([pack(commands)])
+            return [self._reply(connection) for _ in commands]
+        except BaseException:
+            connection.disconnect()  # a half-read reply must never answer the next command
+            local.closed = True
+            raise
+
+    def _send_bounded(self, commands: list[tuple[Any, ...]], left: float) -> list[Any]:
+        """A retry: on a new connection of the pool's kind whose connect and read timeouts are
+        what is left of the budget, closed after it (the thread's connection keeps its own)."""
+        pool = self.client.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = min(kwargs[name], left)
+        connection = pool.connection_class(**kwargs)
+        try:
+            connection.connect()
+            connection.send_packed_command([pack(commands)])
+            return [self._reply(connection) for _ in commands]
+        finally:
+            connection.disconnect()
+
+    def _client_send(self, client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
         if len(commands) == 1:
             try:
-                return [self.client.execute_command(*commands[0])]
+                return [client.execute_command(*commands[0])]
             except self._errors.ResponseError as error:
+                if isinstance(error, self._retried):  # CLUSTERDOWN
+                    raise
                 return [error]
-        pipe = self.client.pipeline(transaction=False)
+        pipe = client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
         return pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+
+    def _script_load(self, source: str, left: float | None) -> Any:
+        return self.client.script_load(source)
 
     def _reply(self, connection: Any) -> Any:
         try:
@@ -301,61 +415,61 @@ class RedisStorage(Storage):
         except self._errors.ResponseError as error:
             return error
 
-    def _command(self, *args: Any) -> Any:
-        result = self._send([args])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-    def _run(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+    def _run(
+        self, operation: str, deadline: Deadline, commands: list[tuple[Any, ...]]
+    ) -> list[Any]:
         """Run the commands in one round trip; load a script again if the server lost it."""
-        results = self._send(commands)
+        results = self._send(operation, deadline, commands)
         lost = [i for i, result in enumerate(results) if isinstance(result, self._noscript)]
         if lost:
             for sha in {commands[i][1] for i in lost}:
-                self.client.script_load(SCRIPTS[sha].source)
-            retried = self._send([commands[i] for i in lost])
+                source = SCRIPTS[sha].source
+                self._call(operation, deadline, partial(self._script_load, source))
+            retried = self._send(operation, deadline, [commands[i] for i in lost])
             for i, result in zip(lost, retried, strict=True):
                 results[i] = result
         return results
 
     def load(self, key: str) -> Record | None:
-        value = self._command("GET", self.session_key(key))
+        value = self._send("load", Deadline(self.timeout), [("GET", self.session_key(key))])[0]
         return self._record(key, value, _now_ms())
 
-    def _save(self, record: Record, loaded: Record | None) -> Version | None:
+    def _save(self, operation: str, record: Record, loaded: Record | None) -> Version | None:
+        deadline = Deadline(self.timeout)
         commands, version = self._save_commands(record, loaded)
-        results = self._run(commands)
+        results = self._run(operation, deadline, commands)
         error, repair = self._failures(results, record.key, version)
         if repair is not None:
-            with contextlib.suppress(self._errors.RedisError):
-                self._run([repair])
+            with contextlib.suppress(self._errors.RedisError, SessionStoreUnavailable):
+                self._run(operation, deadline, [repair])
         if error is not None:
             raise error
         return version if results[-1] else None
 
     def create(self, record: Record) -> Version | None:
-        return self._save(record, None)
+        return self._save("create", record, None)
 
     def update(self, record: Record, loaded: Record) -> Version | None:
-        return self._save(record, loaded)
+        return self._save("update", record, loaded)
 
     def delete(self, key: str) -> None:
-        self._command("DEL", self.session_key(key))
+        result = self._send("delete", Deadline(self.timeout), [("DEL", self.session_key(key))])
+        if isinstance(result[0], Exception):
+            raise result[0]
 
-    def _load_many(self, ids: Sequence[str]) -> list[Record]:
-        records = []
+    def _load_many(self, ids: Sequence[str]) -> tuple[list[Record], int]:
+        """The live records of ``ids``, and how many of them were damaged."""
+        records, damaged = [], 0
         for start in range(0, len(ids), BATCH):
             batch = ids[start : start + BATCH]
             pipe = self.client.pipeline(transaction=False)
             for key in batch:
                 pipe.execute_command("GET", self.session_key(key))
             now = _now_ms()
-            for key, value in zip(batch, pipe.execute(), strict=True):
-                record = self._record(key, value, now, listing=True)
-                if record is not None:
-                    records.append(record)
-        return records
+            found, bad = self._listed(batch, pipe.execute(raise_on_error=False), now)
+            records += found
+            damaged += bad
+        return records, damaged
 
     def clear_expired(self) -> int:
         """Data keys expire by themselves: prune the user indexes, and count what was pruned."""
@@ -371,26 +485,32 @@ class RedisStorage(Storage):
 
     def user_records(self, user_id: str) -> list[Record]:
         ids = self.client.zrangebyscore(self.user_key(user_id), f"({_now_ms()}", "+inf")
-        records = self._load_many(sorted(i.decode() for i in ids))
+        records, _ = self._load_many(sorted(i.decode() for i in ids))
         return [record for record in records if record.user_id == user_id]
 
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
         """Redis keeps no order: each page scans the sessions (SCAN, so never blocking Redis)."""
         records: list[Record] = []
+        damaged = 0
         while len(records) < limit:
             wanted = limit - len(records)
             ids = _smallest(self._scan_ids(), cursor, wanted)
-            records.extend(self._load_many(ids))
+            found, bad = self._load_many(ids)
+            records.extend(found)
+            damaged += bad
             if len(ids) < wanted:
                 break
             cursor = ids[-1]
-        return Page(records, records[-1].key if len(records) == limit else None)
+        return Page(records, records[-1].key if len(records) == limit else None, damaged)
 
-    def records(self, batch_size: int = 500) -> Iterator[Record]:
-        """Every live record, in no order: one pass of SCAN (``page()`` scans once a page)."""
+    def records(self, batch_size: int = 500) -> Iterator[Record | None]:
+        """Every live record, in no order: one pass of SCAN (``page()`` scans once a page);
+        None for each damaged value skipped."""
         for ids in self._scan_ids():
             for start in range(0, len(ids), batch_size):
-                yield from self._load_many(ids[start : start + batch_size])
+                found, damaged = self._load_many(ids[start : start + batch_size])
+                yield from found
+                yield from itertools.repeat(None, damaged)
 
     def _scan_ids(self) -> Iterable[list[str]]:
         start = len(self._sessions)
@@ -406,7 +526,8 @@ class RedisStorage(Storage):
             pool = getattr(client, "connection_pool", None)
             client.close() if pool is None else pool.disconnect()
 
-    # Async API: a client per running event loop, closed when the loop shuts down
+    # Async API: a client per running event loop, closed when the loop shuts down. Each attempt
+    # runs under asyncio.timeout(): on this path no wait outlasts the budget, in any mode.
 
     async def aclient(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -422,70 +543,103 @@ class RedisStorage(Storage):
         self._async_clients[loop] = (client, closer)
         return client
 
-    async def _asend(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Send commands in one round trip; errors are results."""
-        client = await self.aclient()
-        if len(commands) == 1:
+    async def _acall(
+        self, operation: str, deadline: Deadline, attempt: Callable[[Any], Awaitable[T]]
+    ) -> T:
+        """``_call`` on the event loop: ``attempt`` gets the loop's client."""
+        failures = 0
+        while True:
             try:
-                return [await client.execute_command(*commands[0])]
-            except self._errors.ResponseError as error:
-                return [error]
-        pipe = client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+                async with asyncio.timeout(deadline.remaining()):
+                    return await attempt(await self.aclient())
+            except self._refused as error:
+                raise self.unavailable(operation, error) from error
+            except (*self._retried, TimeoutError) as error:
+                failures += 1
+                wait = backoff(failures)
+                if failures > self.spec.retries or deadline.remaining() <= wait:
+                    raise self.unavailable(operation, error) from error
+                logger.debug("Redis %s: retry %d after %s", operation, failures, type(error))
+                await asyncio.sleep(wait)
 
-    async def _arun(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        results = await self._asend(commands)
+    async def _asend(
+        self, operation: str, deadline: Deadline, commands: list[tuple[Any, ...]]
+    ) -> list[Any]:
+        """Send commands in one round trip; errors are results."""
+
+        async def attempt(client: Any) -> list[Any]:
+            if len(commands) == 1:
+                try:
+                    return [await client.execute_command(*commands[0])]
+                except self._errors.ResponseError as error:
+                    if isinstance(error, self._retried):  # CLUSTERDOWN
+                        raise
+                    return [error]
+            pipe = client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+
+        return await self._acall(operation, deadline, attempt)
+
+    async def _arun(
+        self, operation: str, deadline: Deadline, commands: list[tuple[Any, ...]]
+    ) -> list[Any]:
+        results = await self._asend(operation, deadline, commands)
         lost = [i for i, result in enumerate(results) if isinstance(result, self._noscript)]
         if lost:
-            client = await self.aclient()
             for sha in {commands[i][1] for i in lost}:
-                await client.script_load(SCRIPTS[sha].source)
-            retried = await self._asend([commands[i] for i in lost])
+                source = SCRIPTS[sha].source
+                await self._acall(operation, deadline, partial(_ascript_load, source))
+            retried = await self._asend(operation, deadline, [commands[i] for i in lost])
             for i, result in zip(lost, retried, strict=True):
                 results[i] = result
         return results
 
     async def aload(self, key: str) -> Record | None:
-        client = await self.aclient()
-        value = await client.execute_command("GET", self.session_key(key))
+        command = [("GET", self.session_key(key))]
+        value = (await self._asend("load", Deadline(self.timeout), command))[0]
         return self._record(key, value, _now_ms())
 
-    async def _asave(self, record: Record, loaded: Record | None) -> Version | None:
+    async def _asave(
+        self, operation: str, record: Record, loaded: Record | None
+    ) -> Version | None:
+        deadline = Deadline(self.timeout)
         commands, version = self._save_commands(record, loaded)
-        results = await self._arun(commands)
+        results = await self._arun(operation, deadline, commands)
         error, repair = self._failures(results, record.key, version)
         if repair is not None:
-            with contextlib.suppress(self._errors.RedisError):
-                await self._arun([repair])
+            with contextlib.suppress(self._errors.RedisError, SessionStoreUnavailable):
+                await self._arun(operation, deadline, [repair])
         if error is not None:
             raise error
         return version if results[-1] else None
 
     async def acreate(self, record: Record) -> Version | None:
-        return await self._asave(record, None)
+        return await self._asave("create", record, None)
 
     async def aupdate(self, record: Record, loaded: Record) -> Version | None:
-        return await self._asave(record, loaded)
+        return await self._asave("update", record, loaded)
 
     async def adelete(self, key: str) -> None:
-        await (await self.aclient()).execute_command("DEL", self.session_key(key))
+        command = [("DEL", self.session_key(key))]
+        result = await self._asend("delete", Deadline(self.timeout), command)
+        if isinstance(result[0], Exception):
+            raise result[0]
 
-    async def _aload_many(self, ids: Sequence[str]) -> list[Record]:
+    async def _aload_many(self, ids: Sequence[str]) -> tuple[list[Record], int]:
         client = await self.aclient()
-        records = []
+        records, damaged = [], 0
         for start in range(0, len(ids), BATCH):
             batch = ids[start : start + BATCH]
             pipe = client.pipeline(transaction=False)
             for key in batch:
                 pipe.execute_command("GET", self.session_key(key))
             now = _now_ms()
-            for key, value in zip(batch, await pipe.execute(), strict=True):
-                record = self._record(key, value, now, listing=True)
-                if record is not None:
-                    records.append(record)
-        return records
+            found, bad = self._listed(batch, await pipe.execute(raise_on_error=False), now)
+            records += found
+            damaged += bad
+        return records, damaged
 
     async def aclear_expired(self) -> int:
         client = await self.aclient()
@@ -512,21 +666,24 @@ class RedisStorage(Storage):
     async def auser_records(self, user_id: str) -> list[Record]:
         client = await self.aclient()
         ids = await client.zrangebyscore(self.user_key(user_id), f"({_now_ms()}", "+inf")
-        records = await self._aload_many(sorted(i.decode() for i in ids))
+        records, _ = await self._aload_many(sorted(i.decode() for i in ids))
         return [record for record in records if record.user_id == user_id]
 
     async def apage(self, cursor: str | None = None, limit: int = 100) -> Page:
         records: list[Record] = []
+        damaged = 0
         while len(records) < limit:
             wanted = limit - len(records)
             ids: list[str] = []
             async for batch in self._ascan_ids():
                 ids = _smallest([ids, batch], cursor, wanted)
-            records.extend(await self._aload_many(ids))
+            found, bad = await self._aload_many(ids)
+            records.extend(found)
+            damaged += bad
             if len(ids) < wanted:
                 break
             cursor = ids[-1]
-        return Page(records, records[-1].key if len(records) == limit else None)
+        return Page(records, records[-1].key if len(records) == limit else None, damaged)
 
     async def _ascan_ids(self) -> AsyncIterator[list[str]]:
         client = await self.aclient()
@@ -560,6 +717,10 @@ def _smallest(batches: Iterable[list[str]], after: str | None, count: int) -> li
         fresh = batch if after is None else [i for i in batch if i > after]
         best = heapq.nsmallest(count, set(best).union(fresh))  # SCAN may repeat a key
     return best
+
+
+async def _ascript_load(source: str, client: Any) -> Any:
+    return await client.script_load(source)
 
 
 async def _close_on_shutdown(client: Any) -> AsyncIterator[None]:

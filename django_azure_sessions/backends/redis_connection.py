@@ -25,10 +25,11 @@ INSTALL_HINT = "pip install 'django-azure-sessions[redis]'"
 SCHEMES = ("redis", "rediss", "unix")
 
 # Azure closes connections idle for 10 minutes and moves the endpoint during patching: probe
-# idle connections well before that, bound every wait, retry with jittered exponential backoff.
-# RESP2: the engine's commands need nothing of RESP3, and it reads RESP2 replies itself (see
-# redis_wire); "protocol": 3 in OPTIONS brings redis-py's reader and push messages back.
-DEFAULTS: dict[str, Any] = {"socket_timeout": 5, "health_check_interval": 30, "protocol": 2}
+# idle connections well before that and bound every wait. redis-py itself never retries (a
+# Retry of 0): the engine's own loop retries, with jittered exponential backoff, within the
+# operation's budget (AZURE_SESSIONS["TIMEOUT"]), which also caps both socket timeouts. The
+# protocol is redis-py's default (RESP3 brings Azure Managed Redis' maintenance notifications).
+DEFAULTS: dict[str, Any] = {"socket_timeout": 5, "health_check_interval": 30}
 TCP_DEFAULTS: dict[str, Any] = {"socket_connect_timeout": 5, "socket_keepalive": True}
 TLS_DEFAULTS: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
 BACKOFF_BASE = 0.05  # seconds; attempt n waits about BACKOFF_BASE * 2**n, at most BACKOFF_CAP
@@ -80,6 +81,7 @@ class ConnectionSpec:
     service_name: str = "mymaster"
     sentinel_options: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     credential_provider: Any = dataclasses.field(default=None, repr=False)
+    timeout: float = 5.0  # AZURE_SESSIONS["TIMEOUT"]: no single wait may be longer
 
     @property
     def scheme(self) -> str:
@@ -102,14 +104,29 @@ class ConnectionSpec:
         kwargs.update(self.options)
         if "credential_provider" not in kwargs and self.credential_provider is not None:
             kwargs["credential_provider"] = self.credential_provider_instance()
+        self._cap_timeouts(kwargs)
         if "retry" not in kwargs:
             module = redis.asyncio if asynchronous else redis
-            backoff = redis.backoff.EqualJitterBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE)
-            kwargs["retry"] = module.retry.Retry(backoff, self.retries)  # bounded: see BACKOFF_CAP
-            if self.mode != "cluster":
-                errors = redis.exceptions
-                kwargs.setdefault("retry_on_error", [errors.ConnectionError, errors.TimeoutError])
+            kwargs["retry"] = module.retry.Retry(redis.backoff.NoBackoff(), 0)
         return kwargs
+
+    def _cap_timeouts(self, kwargs: dict[str, Any]) -> None:
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            if name in kwargs:
+                value = kwargs[name]
+                kwargs[name] = self.timeout if value is None else min(value, self.timeout)
+
+    def describe(self) -> str:
+        """Where the store is, with no secret: host:port/db, a cluster or a Sentinel service."""
+        if self.mode == "sentinel":
+            sentinels = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+            return f"sentinel service {self.service_name} via {sentinels}"
+        parts = urlsplit(self.url or "")
+        if parts.scheme == "unix":
+            return f"unix:{parts.path}"
+        db = parts.path.strip("/") or "0"
+        address = f"{parts.hostname}:{parts.port or 6379}"
+        return f"cluster {address}" if self.mode == "cluster" else f"{address}/{db}"
 
     def credential_provider_instance(self) -> Any:
         """A provider per pool: a streaming provider (Entra ID) re-authenticates one pool."""
@@ -128,7 +145,9 @@ class ConnectionSpec:
             return redis.cluster.RedisCluster.from_url(self.url, **kwargs)
         if self.mode == "sentinel":
             sentinel = redis.sentinel.Sentinel(
-                list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(), **kwargs
+                list(self.sentinels),
+                sentinel_kwargs=self._sentinel_kwargs(asynchronous=False),
+                **kwargs,
             )
             return sentinel.master_for(self.service_name)
         pool = redis.ConnectionPool.from_url(self.url, **kwargs)
@@ -158,14 +177,22 @@ class ConnectionSpec:
             return redis.asyncio.cluster.RedisCluster.from_url(self.url, **kwargs)
         if self.mode == "sentinel":
             sentinel = redis.asyncio.sentinel.Sentinel(
-                list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(), **kwargs
+                list(self.sentinels),
+                sentinel_kwargs=self._sentinel_kwargs(asynchronous=True),
+                **kwargs,
             )
             return sentinel.master_for(self.service_name)
         pool = redis.asyncio.ConnectionPool.from_url(self.url, **kwargs)
         return redis.asyncio.Redis.from_pool(pool)
 
-    def _sentinel_kwargs(self) -> dict[str, Any]:
-        return {**DEFAULTS, **TCP_DEFAULTS, **self.sentinel_options}
+    def _sentinel_kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
+        redis = import_redis()
+        kwargs = {**DEFAULTS, **TCP_DEFAULTS, **self.sentinel_options}
+        self._cap_timeouts(kwargs)
+        if "retry" not in kwargs:  # Sentinel asks each sentinel in turn: no retry inside that
+            module = redis.asyncio if asynchronous else redis
+            kwargs["retry"] = module.retry.Retry(redis.backoff.NoBackoff(), 0)
+        return kwargs
 
     def validate(self) -> None:
         """Raise what redis-py would raise on the first connection (nothing is connected)."""
@@ -183,8 +210,18 @@ class ConnectionSpec:
         pool.connection_class(**pool.connection_kwargs)
 
 
-def spec_from_settings(config: RedisSettings) -> ConnectionSpec:
-    """The connection described by ``AZURE_SESSIONS["REDIS"]``; ImproperlyConfigured if none."""
+def backoff(failures: int) -> float:
+    """Seconds to wait before retry number ``failures``: jittered, exponential, capped."""
+    redis = import_redis()
+    return float(
+        redis.backoff.EqualJitterBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE).compute(failures)
+    )
+
+
+def spec_from_settings(config: RedisSettings, timeout: float = 5.0) -> ConnectionSpec:
+    """The connection described by ``AZURE_SESSIONS["REDIS"]``; ImproperlyConfigured if none.
+
+    ``timeout`` is ``AZURE_SESSIONS["TIMEOUT"]``, the longest any single wait may be."""
     options: dict[str, Any] = {}
     url = config.URL
     sentinels = [(str(host), int(port)) for host, port in config.SENTINELS]
@@ -217,6 +254,7 @@ def spec_from_settings(config: RedisSettings) -> ConnectionSpec:
         service_name=service_name,
         sentinel_options=sentinel_options,
         credential_provider=config.CREDENTIAL_PROVIDER,
+        timeout=timeout,
     )
 
 
