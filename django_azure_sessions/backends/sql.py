@@ -19,7 +19,6 @@ from ..core.session import StoreSession
 from ..core.storage import Page, Record, Storage, utcnow
 from ..models import Session
 
-_NEVER = 2**62  # executions before psycopg prepares a statement by itself
 _COLUMNS = ("key", "data", "expires", "user_id", "version", "created", "updated")
 
 
@@ -28,44 +27,6 @@ def _to_django(value: datetime.datetime) -> datetime.datetime:
     if settings.USE_TZ:
         return value
     return timezone.make_naive(value, timezone.get_default_timezone())
-
-
-def _server_binding_cursor(connection: Any) -> Any:
-    """A psycopg 3 cursor class that prepares its statements, for PostgreSQL; else None.
-
-    Django's PostgreSQL connections bind parameters client-side and never prepare, so each
-    statement is parsed and planned again. The hot statements here are few and fixed, so
-    they are prepared once per connection, unless the database's OPTIONS turn prepared
-    statements off with ``"prepare_threshold": None`` (PgBouncer in transaction mode).
-    """
-    if connection.vendor != "postgresql" or not hasattr(connection, "_prepare_cursor"):
-        return None
-    options = connection.settings_dict.get("OPTIONS", {})
-    if "prepare_threshold" in options and options["prepare_threshold"] is None:
-        return None
-    from django.db.backends.postgresql import base
-
-    if not getattr(base, "is_psycopg3", False):
-        return None
-    import psycopg
-
-    class PreparingCursor(psycopg.Cursor[Any]):
-        """Prepares a statement the second time it runs: preparing costs a round trip, which
-        a connection that lives for one request (CONN_MAX_AGE = 0) would never win back."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.seen: set[str] = set()
-
-        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            if query in self.seen:
-                kwargs.setdefault("prepare", True)
-            else:
-                self.seen.add(query)
-                kwargs.setdefault("prepare", False)
-            return super().execute(query, params, **kwargs)
-
-    return PreparingCursor
 
 
 class SQLStorage(Storage):
@@ -81,7 +42,6 @@ class SQLStorage(Storage):
             connection.ops.quote_name, _COLUMNS
         )
         self.vendor = connection.vendor
-        self.server_binding = _server_binding_cursor(connection)
         self.sql_load = (
             f"SELECT {data}, {version}, {expires}, {user_id} FROM {table} "
             f"WHERE {key} = %s AND {expires} > %s"
@@ -112,41 +72,9 @@ class SQLStorage(Storage):
 
     def _run(self, sql: str, params: tuple[Any, ...], fetch: bool = False) -> Any:
         """Execute one statement; return its row when ``fetch``, else its row count."""
-        connection = connections[self.alias]
-        if self.server_binding is None:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchone() if fetch else cursor.rowcount
-        cursor = self._prepared_cursor(connection)
-        with connection.wrap_database_errors:
+        with connections[self.alias].cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone() if fetch else cursor.rowcount
-
-    def _prepared_cursor(self, connection: Any) -> Any:
-        """The connection's cursor for this engine's statements, which PostgreSQL prepares.
-
-        Django's PostgreSQL cursors bind parameters on the client and prepare nothing, so the
-        server parses and plans every statement again. This one binds on the server, prepares,
-        and lives as long as the connection. It goes through Django's cursor wrapper whenever
-        something watches queries (DEBUG, CaptureQueriesContext, execute wrappers of APM
-        agents); otherwise the wrapper's own checks are made here.
-        """
-        connection.close_if_health_check_failed()
-        connection.ensure_connection()
-        raw = connection.connection
-        cached = connection.__dict__.get("_django_azure_sessions_cursor")
-        if cached is None or cached[0] is not raw:
-            if raw.prepare_threshold is None:
-                # Django turns psycopg's preparing off, and prepare=True then does nothing.
-                # A threshold no query reaches lets only these statements be prepared.
-                raw.prepare_threshold = _NEVER
-            cached = (raw, self.server_binding(raw))
-            connection.__dict__["_django_azure_sessions_cursor"] = cached
-        if connection.queries_logged or connection.execute_wrappers:
-            return connection._prepare_cursor(cached[1])
-        connection.validate_thread_sharing()
-        connection.validate_no_broken_transaction()
-        return cached[1]
 
     def _db_time(self, value: datetime.datetime) -> Any:
         if self.vendor == "postgresql" and settings.USE_TZ:
