@@ -264,7 +264,8 @@ def test_database_errors_are_not_update_errors() -> None:
 def test_lost_connection_is_an_error_not_an_empty_session() -> None:
     """The store going away mid-request raises; it is never taken for "no session"."""
     import psycopg
-    from django.db import Error
+
+    from django_azure_sessions import SessionStoreUnavailable
 
     with sql_on("postgres"):
         session = SessionStore()
@@ -280,7 +281,7 @@ def test_lost_connection_is_an_error_not_an_empty_session() -> None:
         ) as killer:
             killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
         broken = SessionStore(session.session_key)
-        with pytest.raises(Error):
+        with pytest.raises(SessionStoreUnavailable):
             broken.load()
         assert broken.session_key == session.session_key  # not logged out
         connection.close()  # what Django does at the end of the failed request

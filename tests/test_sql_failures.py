@@ -305,7 +305,9 @@ def test_columns_that_this_engine_never_writes_are_damage(columns: tuple[Any, ..
 )
 @given(
     data=st.binary(max_size=300),
-    expires=st.one_of(st.text(max_size=40), st.binary(max_size=20), st.integers()),
+    expires=st.one_of(
+        st.text(max_size=40), st.binary(max_size=20), st.integers(-(2**63), 2**63 - 1)
+    ),
     cookie=st.text(max_size=60),
 )
 def test_stored_bytes_and_cookies_never_break_a_load(
