@@ -49,6 +49,8 @@ _WATCHED_VENDORS = frozenset({"postgresql", "mysql"})
 _MYSQL_LOST = frozenset({2002, 2003, 2006, 2013, 2055})
 _IN_BATCH = 500  # keys per "IN (...)": under every vendor's limit on parameters
 _UNREAD = object()  # in place of the columns of a row that could not be read
+_POLL = 0.1  # seconds between the watchdog's looks at the statements in flight
+_LINGER = 2.0  # seconds the watchdog keeps looking after the last statement, then sleeps
 
 
 def _to_django(value: datetime.datetime) -> datetime.datetime:
@@ -105,6 +107,7 @@ class _Watchdog:
         self._busy.set()
 
     def _loop(self) -> None:
+        idle_since = time.monotonic()
         while True:
             self._busy.wait()
             with self._lock:
@@ -113,12 +116,17 @@ class _Watchdog:
                     del self._watched[id(watch)]
                     watch.fired = True
                     _cut(watch.fd)
-                if not self._watched:
+                if self._watched:
+                    idle_since = now
+                    pause = min(w.deadline for w in self._watched.values()) - now
+                elif now - idle_since > _LINGER:
                     self._busy.clear()
                     continue
-                pause = min(w.deadline for w in self._watched.values()) - now
-            # A shorter TIMEOUT set meanwhile may bring a deadline forward: look again soon.
-            time.sleep(min(max(pause, 0.001), 0.1))
+                else:
+                    pause = _POLL
+            # Polling (rather than waking per statement) keeps a statement's cost to a dict
+            # entry; a shorter TIMEOUT set meanwhile may bring a deadline forward.
+            time.sleep(min(max(pause, 0.001), _POLL))
 
 
 def _cut(fd: int) -> None:
