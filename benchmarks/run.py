@@ -29,9 +29,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="PostgreSQL commits wait for the WAL flush (synchronous_commit=on)",
     )
+    parser.add_argument(
+        "--prepared",
+        action="store_true",
+        help="PostgreSQL prepares statements (OPTIONS server_side_binding and prepare_threshold)",
+    )
     args = parser.parse_args(argv)
     if args.durable:
         os.environ["DAS_BENCH_SYNCHRONOUS_COMMIT"] = "on"
+    if args.prepared:
+        os.environ["DAS_BENCH_PREPARED"] = "1"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
     import django
     from django.test.utils import setup_databases, teardown_databases
@@ -60,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         f"per-round means; Python {platform.python_version()}, Django {django.get_version()}"
         + (
             f"; PostgreSQL synchronous_commit={settings.SYNCHRONOUS_COMMIT}"
+            + ("; prepared statements" if os.environ.get("DAS_BENCH_PREPARED") else "")
             if needs_database
             else ""
         )

@@ -29,6 +29,9 @@ DATABASES = {
         "TEST": {"NAME": "das_benchmarks"},
     },
 }
+if os.environ.get("DAS_BENCH_PREPARED"):
+    # `--prepared`: what docs/sql.md recommends with persistent connections.
+    DATABASES["default"]["OPTIONS"] |= {"server_side_binding": True, "prepare_threshold": 5}
 REDIS_URL = os.environ.get("DAS_REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},

@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.engines",
     "tests.fixtures.proxy",
     "tests.fixtures.redis",
+    "tests.fixtures.sql_proxy",
     "tests.fixtures.table",
 ]
 

@@ -8,6 +8,7 @@ with the defaults of the development machine.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 RUN_ID = os.environ.setdefault("DAS_TEST_RUN", str(os.getpid()))
 
@@ -44,7 +45,7 @@ ROOT_URLCONF = "tests.urls"
 SESSION_ENGINE = "django_azure_sessions.backends.sql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-DATABASES = {
+DATABASES: dict[str, dict[str, Any]] = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": ":memory:",
@@ -70,6 +71,16 @@ DATABASES = {
         "TEST": {"NAME": f"test_das_{RUN_ID}", "CHARSET": "utf8mb4"},
     },
 }
+
+# The same test databases through a TCP proxy that tests stall: tests/fixtures/sql_proxy.py
+# starts one proxy per server and sets HOST and PORT. connect_timeout bounds a reconnect
+# through a stalled network (libpq's minimum is 2 s).
+for _server in ("postgres", "mariadb"):
+    DATABASES[f"{_server}_proxy"] = {
+        **DATABASES[_server],
+        "OPTIONS": {**DATABASES[_server].get("OPTIONS", {}), "connect_timeout": 2},
+        "TEST": {"MIRROR": _server},
+    }
 
 REDIS_URL = os.environ.get("DAS_REDIS_URL", "redis://127.0.0.1:6379/0")
 

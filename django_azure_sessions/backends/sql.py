@@ -1,26 +1,56 @@
 """SQL engine: sessions in a table of any Django database (Azure SQL via mssql-django).
 
-The hot path is hand-written SQL, one statement per load and one per save; everything
-else (cleanup, listing) goes through the ORM.
+The hot path is hand-written SQL through ``connection.cursor()``, one statement per load and
+one per save; cleanup goes through the ORM. Listing picks keys with the ORM and reads the
+rows with the same statement shape as a load, so a damaged row is skipped the same way.
+
+Each statement on PostgreSQL and MySQL/MariaDB is watched: past ``AZURE_SESSIONS["TIMEOUT"]``
+one watchdog thread shuts the connection's socket down (``fileno()`` is public on psycopg
+and mysqlclient), so the blocked call fails at once, whatever the network does. The
+connection is then closed and Django opens a new one on the next use. See docs/sql.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connections, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    transaction,
+)
 from django.utils import timezone
 
 from ..conf import app_settings
 from ..core import keys
 from ..core.session import StoreSession
-from ..core.storage import Page, Record, Storage, utcnow
+from ..core.storage import DamagedRecord, Page, Record, Storage, utcnow
 from ..models import Session
 
-_NEVER = 2**62  # executions before psycopg prepares a statement by itself
+logger = logging.getLogger("django_azure_sessions")
+
 _COLUMNS = ("key", "data", "expires", "user_id", "version", "created", "updated")
+#: Vendors whose connections have a socket that the watchdog can shut down.
+_WATCHED_VENDORS = frozenset({"postgresql", "mysql"})
+#: MySQL client errors that mean the connection is gone (CR_CONNECTION_ERROR,
+#: CR_CONN_HOST_ERROR, CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED).
+_MYSQL_LOST = frozenset({2002, 2003, 2006, 2013, 2055})
+_IN_BATCH = 500  # keys per "IN (...)": under every vendor's limit on parameters
+_UNREAD = object()  # in place of the columns of a row that could not be read
+_POLL = 0.1  # seconds between the watchdog's looks at the statements in flight
+_LINGER = 2.0  # seconds the watchdog keeps looking after the last statement, then sleeps
 
 
 def _to_django(value: datetime.datetime) -> datetime.datetime:
@@ -30,71 +60,120 @@ def _to_django(value: datetime.datetime) -> datetime.datetime:
     return timezone.make_naive(value, timezone.get_default_timezone())
 
 
-def _server_binding_cursor(connection: Any) -> Any:
-    """A psycopg 3 cursor class that prepares its statements, for PostgreSQL; else None.
+class _Watch:
+    __slots__ = ("deadline", "fd", "fired")
 
-    Django's PostgreSQL connections bind parameters client-side and never prepare, so each
-    statement is parsed and planned again. The hot statements here are few and fixed, so
-    they are prepared once per connection, unless the database's OPTIONS turn prepared
-    statements off with ``"prepare_threshold": None`` (PgBouncer in transaction mode).
+    def __init__(self, fd: int, deadline: float) -> None:
+        self.fd = fd
+        self.deadline = deadline
+        self.fired = False
+
+
+class _Watchdog:
+    """One thread per process that cuts the connection of a statement past its deadline.
+
+    Watching costs a lock and a dict entry per statement; the thread sleeps while nothing is
+    watched. The cut happens under the lock, so a statement that has finished and released
+    its watch is never cut.
     """
-    if connection.vendor != "postgresql" or not hasattr(connection, "_prepare_cursor"):
-        return None
-    options = connection.settings_dict.get("OPTIONS", {})
-    if "prepare_threshold" in options and options["prepare_threshold"] is None:
-        return None
-    from django.db.backends.postgresql import base
 
-    if not getattr(base, "is_psycopg3", False):
-        return None
-    import psycopg
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: dict[int, _Watch] = {}
+        self._busy = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    class PreparingCursor(psycopg.Cursor[Any]):
-        """Prepares a statement the second time it runs: preparing costs a round trip, which
-        a connection that lives for one request (CONN_MAX_AGE = 0) would never win back."""
+    def watch(self, fd: int, budget: float) -> _Watch:
+        """Watch the statement about to run on socket ``fd`` (taken by the thread that owns
+        the connection: mysqlclient refuses ``fileno()`` from another thread mid-query)."""
+        watch = _Watch(fd, time.monotonic() + budget)
+        with self._lock:
+            self._watched[id(watch)] = watch
+        if not self._busy.is_set():
+            self._wake()
+        return watch
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.seen: set[str] = set()
+    def release(self, watch: _Watch) -> None:
+        with self._lock:
+            self._watched.pop(id(watch), None)
 
-        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            if query in self.seen:
-                kwargs.setdefault("prepare", True)
-            else:
-                self.seen.add(query)
-                kwargs.setdefault("prepare", False)
-            return super().execute(query, params, **kwargs)
+    def _wake(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="django_azure_sessions sql watchdog", daemon=True
+                )
+                self._thread.start()
+        self._busy.set()
 
-    return PreparingCursor
+    def _loop(self) -> None:
+        idle_since = time.monotonic()
+        while True:
+            self._busy.wait()
+            with self._lock:
+                now = time.monotonic()
+                for watch in [w for w in self._watched.values() if w.deadline <= now]:
+                    del self._watched[id(watch)]
+                    watch.fired = True
+                    _cut(watch.fd)
+                if self._watched:
+                    idle_since = now
+                    pause = min(w.deadline for w in self._watched.values()) - now
+                elif now - idle_since > _LINGER:
+                    self._busy.clear()
+                    continue
+                else:
+                    pause = _POLL
+            # Polling (rather than waking per statement) keeps a statement's cost to a dict
+            # entry; a shorter TIMEOUT set meanwhile may bring a deadline forward.
+            time.sleep(min(max(pause, 0.001), _POLL))
+
+
+def _cut(fd: int) -> None:
+    """Shut the socket ``fd`` down, so that the call blocked on it fails now."""
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError as exc:  # closed meanwhile: nothing to cut
+        logger.debug("The watchdog could not cut a connection: %s", exc)
+
+
+_watchdog = _Watchdog()
 
 
 class SQLStorage(Storage):
     """Records in ``django_azure_sessions`` on the database alias ``SQL["DATABASE"]``."""
 
+    engine = "sql"
     settings = frozenset({"AZURE_SESSIONS", "DATABASES"})
 
-    def __init__(self, alias: str, prefix: str, batch_size: int) -> None:
+    def __init__(self, alias: str, prefix: str, batch_size: int, timeout: float = 5.0) -> None:
         self.alias = alias
         self.prefix = prefix
         self.batch_size = batch_size
+        self.timeout = timeout
         connection = connections[alias]
-        table = connection.ops.quote_name(Session._meta.db_table)
+        self.table = connection.ops.quote_name(Session._meta.db_table)
         key, data, expires, user_id, version, created, updated = map(
             connection.ops.quote_name, _COLUMNS
         )
         self.vendor = connection.vendor
-        self.server_binding = _server_binding_cursor(connection)
+        self.watched = self.vendor in _WATCHED_VENDORS
         self.sql_load = (
-            f"SELECT {data}, {version}, {expires}, {user_id} FROM {table} "
+            f"SELECT {data}, {version}, {expires}, {user_id} FROM {self.table} "
             f"WHERE {key} = %s AND {expires} > %s"
         )
+        self.sql_rows = (
+            f"SELECT {key}, {data}, {version}, {expires}, {user_id}, {created}, {updated} "
+            f"FROM {self.table} WHERE {key} IN "
+        )
         self.sql_update = (
-            f"UPDATE {table} SET {data} = %s, {expires} = %s, {user_id} = %s, "
+            f"UPDATE {self.table} SET {data} = %s, {expires} = %s, {user_id} = %s, "
             f"{version} = {version} + 1, {updated} = %s WHERE {key} = %s AND {version} = %s"
         )
         insert = (
-            f"INTO {table} ({key}, {data}, {expires}, {user_id}, {version}, {created}, {updated})"
-            " VALUES (%s, %s, %s, %s, 1, %s, %s)"
+            f"INTO {self.table} ({key}, {data}, {expires}, {user_id}, {version}, {created}, "
+            f"{updated}) VALUES (%s, %s, %s, %s, 1, %s, %s)"
         )
         if self.vendor == "postgresql":
             self.sql_create: str | None = f"INSERT {insert} ON CONFLICT ({key}) DO NOTHING"
@@ -105,50 +184,70 @@ class SQLStorage(Storage):
         else:  # SQL Server, Oracle...: plain INSERT, a duplicate key is an IntegrityError
             self.sql_create = None
         self.sql_insert = f"INSERT {insert}"
-        self.sql_delete = f"DELETE FROM {table} WHERE {key} = %s"
+        self.sql_delete = f"DELETE FROM {self.table} WHERE {key} = %s"
 
     @classmethod
     def from_settings(cls) -> SQLStorage:
         sql = app_settings.SQL
-        return cls(sql.DATABASE, app_settings.KEY_PREFIX, sql.CLEAR_BATCH_SIZE)
+        return cls(
+            sql.DATABASE, app_settings.KEY_PREFIX, sql.CLEAR_BATCH_SIZE, app_settings.TIMEOUT
+        )
 
-    def _run(self, sql: str, params: tuple[Any, ...], fetch: bool = False) -> Any:
-        """Execute one statement; return its row when ``fetch``, else its row count."""
+    def describe(self) -> str:
+        db = connections[self.alias].settings_dict
+        if self.vendor == "sqlite":
+            return f"database {self.alias!r}, sqlite {db.get('NAME')}"
+        where = f"{db.get('HOST') or 'localhost'}:{db.get('PORT')}" if db.get("PORT") else ""
+        return f"database {self.alias!r}, {self.vendor} {where or db.get('HOST') or ''}".rstrip()
+
+    def _run(
+        self, operation: str, sql: str, params: Sequence[Any], fetch: str | None = None
+    ) -> Any:
+        """Execute one statement within the budget; return its row (``fetch="one"``), its
+        rows (``"all"``) or its row count. A lost or stalled connection is unavailability;
+        the database's own errors (a constraint, a lock timeout) propagate."""
         connection = connections[self.alias]
-        if self.server_binding is None:
+        watch = None
+        try:
             with connection.cursor() as cursor:
+                if self.watched:
+                    watch = _watchdog.watch(connection.connection.fileno(), self.timeout)
                 cursor.execute(sql, params)
-                return cursor.fetchone() if fetch else cursor.rowcount
-        cursor = self._prepared_cursor(connection)
-        with connection.wrap_database_errors:
-            cursor.execute(sql, params)
-            return cursor.fetchone() if fetch else cursor.rowcount
+                if fetch is None:
+                    return cursor.rowcount
+                try:
+                    return cursor.fetchone() if fetch == "one" else cursor.fetchall()
+                except (ValueError, TypeError, OverflowError) as exc:  # SQLite's converters
+                    raise DamagedRecord(f"{type(exc).__name__}: {exc}") from exc
+        except (OperationalError, InterfaceError) as error:
+            cut = watch is not None and watch.fired
+            if not (cut or self._lost(connection, error)):
+                raise
+            self._close(connection)
+            reason = f"no answer within {self.timeout:g} s" if cut else error
+            raise self.unavailable(operation, reason) from error
+        finally:
+            if watch is not None:
+                _watchdog.release(watch)
+                if watch.fired:  # cut just as it finished: the socket is gone
+                    self._close(connection)
 
-    def _prepared_cursor(self, connection: Any) -> Any:
-        """The connection's cursor for this engine's statements, which PostgreSQL prepares.
-
-        Django's PostgreSQL cursors bind parameters on the client and prepare nothing, so the
-        server parses and plans every statement again. This one binds on the server, prepares,
-        and lives as long as the connection. It goes through Django's cursor wrapper whenever
-        something watches queries (DEBUG, CaptureQueriesContext, execute wrappers of APM
-        agents); otherwise the wrapper's own checks are made here.
-        """
-        connection.close_if_health_check_failed()
-        connection.ensure_connection()
+    def _lost(self, connection: Any, error: Exception) -> bool:
+        """Whether ``error`` left no usable connection (vs. an error the server answered)."""
         raw = connection.connection
-        cached = connection.__dict__.get("_django_azure_sessions_cursor")
-        if cached is None or cached[0] is not raw:
-            if raw.prepare_threshold is None:
-                # Django turns psycopg's preparing off, and prepare=True then does nothing.
-                # A threshold no query reaches lets only these statements be prepared.
-                raw.prepare_threshold = _NEVER
-            cached = (raw, self.server_binding(raw))
-            connection.__dict__["_django_azure_sessions_cursor"] = cached
-        if connection.queries_logged or connection.execute_wrappers:
-            return connection._prepare_cursor(cached[1])
-        connection.validate_thread_sharing()
-        connection.validate_no_broken_transaction()
-        return cached[1]
+        if raw is None:  # connecting failed
+            return True
+        if self.vendor == "postgresql":
+            return bool(raw.closed or getattr(raw, "broken", False))
+        if self.vendor == "mysql":
+            return bool(error.args) and error.args[0] in _MYSQL_LOST
+        return not connection.is_usable()
+
+    @staticmethod
+    def _close(connection: Any) -> None:
+        """Drop a dead connection, so that the next use opens a new one."""
+        with contextlib.suppress(DatabaseError):
+            connection.close()
 
     def _db_time(self, value: datetime.datetime) -> Any:
         if self.vendor == "postgresql" and settings.USE_TZ:
@@ -156,11 +255,17 @@ class SQLStorage(Storage):
         return connections[self.alias].ops.adapt_datetimefield_value(_to_django(value))
 
     def load(self, key: str) -> Record | None:
-        row = self._run(self.sql_load, (self.prefix + key, self._db_time(utcnow())), fetch=True)
-        if row is None:
+        try:
+            row = self._run(
+                "load", self.sql_load, (self.prefix + key, self._db_time(utcnow())), fetch="one"
+            )
+            if row is None:
+                return None
+            data, version, expires, user_id = row
+            return self._record(key, data, version, expires, user_id)
+        except DamagedRecord as exc:
+            self.damaged(key, str(exc))
             return None
-        data, version, expires, user_id = row
-        return Record(key, bytes(data), self._from_db(expires), user_id, version)
 
     def create(self, record: Record) -> int | None:
         when = self._db_time(record.updated or utcnow())
@@ -173,10 +278,10 @@ class SQLStorage(Storage):
             when,
         )
         if self.sql_create is not None:
-            return 1 if self._run(self.sql_create, params) == 1 else None
+            return 1 if self._run("create", self.sql_create, params) == 1 else None
         try:
             with transaction.atomic(using=self.alias):
-                self._run(self.sql_insert, params)
+                self._run("create", self.sql_insert, params)
         except IntegrityError:
             return None
         return 1
@@ -190,41 +295,90 @@ class SQLStorage(Storage):
             self.prefix + record.key,
             loaded.version,
         )
-        return loaded.version + 1 if self._run(self.sql_update, params) == 1 else None
+        return loaded.version + 1 if self._run("update", self.sql_update, params) == 1 else None
 
     def delete(self, key: str) -> None:
-        self._run(self.sql_delete, (self.prefix + key,))
+        self._run("delete", self.sql_delete, (self.prefix + key,))
+
+    def _from_db(self, value: Any) -> datetime.datetime:
+        """A datetime read back from the database, as an aware UTC datetime."""
+        try:
+            if isinstance(value, str):  # SQLite through a raw cursor
+                value = datetime.datetime.fromisoformat(value)
+            if not isinstance(value, datetime.datetime):
+                raise TypeError(f"a {type(value).__name__}, not a datetime")
+            if timezone.is_naive(value):  # in the zone Django wrote it in, as its ORM reads it
+                zone = connections[self.alias].timezone or timezone.get_default_timezone()
+                value = timezone.make_aware(value, zone)
+            return value.astimezone(datetime.timezone.utc)  # type: ignore[no-any-return]
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise DamagedRecord(f"unreadable date: {exc}") from exc
+
+    def _record(self, key: str, data: Any, version: Any, expires: Any, user_id: Any) -> Record:
+        """The record of one row's columns; raises ``DamagedRecord`` on a column that is
+        not what this engine writes."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise DamagedRecord(f"data is a {type(data).__name__}, not bytes")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise DamagedRecord(f"version is a {type(version).__name__}, not an integer")
+        if user_id is not None and not isinstance(user_id, str):
+            raise DamagedRecord(f"user id is a {type(user_id).__name__}, not a string")
+        return Record(key, bytes(data), self._from_db(expires), user_id, version)
+
+    def _lenient_time(self, value: Any) -> datetime.datetime | None:
+        """``created`` and ``updated``, which no load reads: shown when readable."""
+        try:
+            return self._from_db(value)
+        except DamagedRecord:
+            return None
 
     def _queryset(self) -> Any:
         queryset = Session.objects.using(self.alias)
         return queryset.filter(key__startswith=self.prefix) if self.prefix else queryset
 
-    def _from_db(self, value: Any) -> datetime.datetime:
-        """A datetime read back from the database, as an aware UTC datetime."""
-        if isinstance(value, str):  # SQLite through a raw cursor
-            value = datetime.datetime.fromisoformat(value)
-        if timezone.is_naive(value):  # in the zone Django wrote it in, as its ORM reads it
-            zone = connections[self.alias].timezone or timezone.get_default_timezone()
-            value = timezone.make_aware(value, zone)
-        return value.astimezone(datetime.timezone.utc)  # type: ignore[no-any-return]
+    def _rows(self, stored: Sequence[str]) -> list[Any]:
+        """The columns of the rows whose stored keys are ``stored``, in one statement per
+        batch; row by row when a value breaks the driver's conversion of the batch."""
+        rows: list[Any] = []
+        for start in range(0, len(stored), _IN_BATCH):
+            batch = stored[start : start + _IN_BATCH]
+            sql = self.sql_rows + f"({', '.join(['%s'] * len(batch))})"
+            try:
+                rows.extend(self._run("list", sql, batch, fetch="all"))
+            except DamagedRecord:
+                for one in batch:
+                    try:
+                        rows.extend(self._run("list", self.sql_rows + "(%s)", [one], fetch="all"))
+                    except DamagedRecord as exc:
+                        self.damaged(one[len(self.prefix) :], str(exc))
+                        rows.append((one, _UNREAD, None, None, None, None, None))
+        return rows
 
-    def _record(self, row: Session) -> Record:
-        return Record(
-            key=row.key[len(self.prefix) :],
-            data=bytes(row.data),
-            expires=self._from_db(row.expires),
-            user_id=row.user_id,
-            version=row.version,
-            created=self._from_db(row.created),
-            updated=self._from_db(row.updated),
-        )
-
-    def _own(self, rows: Any) -> list[Record]:
-        """The records among ``rows`` that are this site's: a shorter ``KEY_PREFIX`` of
-        another site sharing the table matches its rows too."""
-        return [
-            self._record(row) for row in rows if keys.is_storage_id(row.key[len(self.prefix) :])
-        ]
+    def _read(self, stored: Iterable[str]) -> tuple[list[Record], int]:
+        """The live records of this site among the stored keys, and how many were damaged."""
+        own = [s for s in stored if keys.is_storage_id(s[len(self.prefix) :])]
+        found = {row[0]: row for row in self._rows(own)}
+        now = utcnow()
+        records: list[Record] = []
+        damaged = 0
+        for stored_key in own:
+            row = found.get(stored_key)
+            if row is None:
+                continue  # deleted meanwhile
+            key = stored_key[len(self.prefix) :]
+            _, data, version, expires, user_id, created, updated = row
+            try:
+                record = self._record(key, data, version, expires, user_id)
+            except DamagedRecord as exc:
+                if data is not _UNREAD:  # else logged by _rows()
+                    self.damaged(key, str(exc))
+                damaged += 1
+                continue
+            if record.expires > now:
+                record.created = self._lenient_time(created)
+                record.updated = self._lenient_time(updated)
+                records.append(record)
+        return records, damaged
 
     def clear_expired(self) -> int:
         removed = 0
@@ -239,15 +393,16 @@ class SQLStorage(Storage):
 
     def user_records(self, user_id: str) -> list[Record]:
         live = self._queryset().filter(user_id=user_id, expires__gt=_to_django(utcnow()))
-        return self._own(live.order_by("key"))
+        return self._read(live.order_by("key").values_list("key", flat=True))[0]
 
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
         live = self._queryset().filter(expires__gt=_to_django(utcnow())).order_by("key")
         if cursor is not None:
             live = live.filter(key__gt=self.prefix + cursor)
-        rows = list(live[:limit])
-        records = self._own(rows)
-        return Page(records, rows[-1].key[len(self.prefix) :] if len(rows) == limit else None)
+        stored = list(live.values_list("key", flat=True)[:limit])
+        records, damaged = self._read(stored)
+        last = stored[-1][len(self.prefix) :] if len(stored) == limit else None
+        return Page(records, last, damaged)
 
 
 class SessionStore(StoreSession):
