@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
@@ -159,6 +160,15 @@ def delete_redis_keys(url: str, pattern: str) -> int:
     return deleted
 
 
+def uvicorn_worker() -> str:
+    """The uvicorn-worker package's class, or the one uvicorn still ships (deprecated)."""
+    return (
+        "uvicorn_worker.UvicornWorker"
+        if importlib.util.find_spec("uvicorn_worker")
+        else "uvicorn.workers.UvicornWorker"
+    )
+
+
 def server_command(server: str, port: int, workers: int) -> list[str]:
     gunicorn = [
         sys.executable,
@@ -170,7 +180,7 @@ def server_command(server: str, port: int, workers: int) -> list[str]:
     if server == "uvicorn":
         # Django's documented way to run uvicorn workers. `uvicorn --workers N` hands them a
         # listener without TCP_NODELAY (uvicorn issue #3149): +40 ms per keep-alive request.
-        return [*gunicorn, "--worker-class", "uvicorn.workers.UvicornWorker", ASGI_APP]
+        return [*gunicorn, "--worker-class", uvicorn_worker(), ASGI_APP]
     return [
         sys.executable,
         *("-m", "uvicorn", "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port)),
@@ -336,7 +346,10 @@ def run_combo(
     server: str, engine: str, env: dict[str, str], args: argparse.Namespace, log: Path
 ) -> dict[str, Any]:
     port = free_port()
-    process = start(server_command(server, port, args.workers), {**env, "DAS_ENGINE": engine}, log)
+    # Persistent connections only where a worker has one thread: under ASGI each request runs
+    # in a thread of its own, whose connection would outlive it (Django's docs: use 0).
+    env = {**env, "DAS_ENGINE": engine, "DAS_CONN_MAX_AGE": "600" if server == "gunicorn" else "0"}
+    process = start(server_command(server, port, args.workers), env, log)
     try:
         wait_for_port(port, process, 60)
         base = f"http://127.0.0.1:{port}"
@@ -406,7 +419,6 @@ def main(argv: list[str] | None = None) -> int:
         "PYTHONPATH": str(ROOT),
         "DAS_DEBUG": "0",
         "DAS_LOG_ERRORS": "1",
-        "DAS_CONN_MAX_AGE": "600",
         "DAS_DATABASE_URL": (
             f"postgres://{pg_user}@{pg_host}:{pg_port}/{database}"
             f"?options={quote(f'-c synchronous_commit={commit}')}"
@@ -463,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
                 "python": platform.python_version(),
                 "django": django.get_version(),
                 "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                "uvicorn_worker": uvicorn_worker(),
                 "results": results,
             },
             indent=2,
