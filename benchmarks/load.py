@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import django
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -220,7 +221,30 @@ class Group:
             self.cookies[name] = morsel.value
 
 
+async def ready(http: aiohttp.ClientSession, base: str, timeout: float = 120) -> None:
+    """Wait for the workers: the port opens before they have loaded Django."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with http.get(f"{base}/login/") as page:
+                if page.status == 200:
+                    return
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"the server did not answer within {timeout:g}s")
+
+
 async def sign_in(http: aiohttp.ClientSession, base: str, group: Group) -> None:
+    """Sign the group in; a busy machine may time a first attempt out."""
+    for attempt in range(1, 4):
+        try:
+            return await sign_in_once(http, base, group)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if attempt == 3:
+                raise RuntimeError(f"sign-in failed 3 times, last: {exc!r}") from exc
+            group.cookies.clear()
+
+
+async def sign_in_once(http: aiohttp.ClientSession, base: str, group: Group) -> None:
     async with http.get(f"{base}/login/") as page:
         body = await page.read()
         group.remember(page)
@@ -305,6 +329,7 @@ async def load(
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=timeout),
     ) as http:
+        await ready(http, base)
         await asyncio.gather(*(sign_in(http, base, group) for group in groups))
         cpu, began = time.process_time(), time.monotonic()
         deadline = began + duration
@@ -377,6 +402,23 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def save(out: Path, run: str, args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    out.write_text(
+        json.dumps(
+            {
+                "run": run,
+                "args": vars(args),
+                "python": platform.python_version(),
+                "django": django.get_version(),
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                "uvicorn_worker": uvicorn_worker(),
+                "results": results,
+            },
+            indent=2,
+        )
+    )
+
+
 def names(value: str, allowed: Sequence[str]) -> list[str]:
     chosen = [v.strip() for v in value.split(",") if v.strip()]
     unknown = set(chosen) - set(allowed)
@@ -427,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         "DAS_TABLE_NAME": f"load{tag.replace('_', '')}",
     }
     results: list[dict[str, Any]] = []
+    out = RESULTS / f"load-{run}.json"
     with contextlib.ExitStack() as stack:
         stack.enter_context(postgres_database(database, pg_host, int(pg_port or 5432), pg_user))
         stack.callback(delete_redis_keys, args.redis_url, f"*load-{run}*")
@@ -455,9 +498,8 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception as exc:  # one failed combination must not hide the others
                     row["error"] = f"{type(exc).__name__}: {exc}"
                 results.append(row)
+                save(out, run, args, results)  # a run cut short keeps the rows it measured
                 print(table([row]).splitlines()[-1], flush=True)
-
-    import django
 
     print(
         f"\n{args.clients} clients ({args.group} per session, {args.write_ratio:.0%} writes), "
@@ -466,21 +508,9 @@ def main(argv: list[str] | None = None) -> int:
         f"synchronous_commit={commit}\n"
     )
     print(table(results))
-    out = RESULTS / f"load-{run}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "run": run,
-                "args": {k: v for k, v in vars(args).items()},
-                "python": platform.python_version(),
-                "django": django.get_version(),
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                "uvicorn_worker": uvicorn_worker(),
-                "results": results,
-            },
-            indent=2,
-        )
-    )
+    for r in results:
+        if r.get("error_kinds"):
+            print(f"{r['server']} x {r['engine']} errors: {r['error_kinds']}")
     print(f"\nwrote {out.relative_to(ROOT)}; server logs in {logs.relative_to(ROOT)}/")
     # Django's engines are expected to lose writes to a shared session; this package's are not.
     failed = [r for r in results if "error" in r]
