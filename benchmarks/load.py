@@ -112,15 +112,17 @@ def start(args: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Pop
 @contextlib.contextmanager
 def postgres_database(name: str, host: str, port: int, user: str) -> Iterator[None]:
     import psycopg
+    from psycopg import sql
 
-    conninfo = {"host": host, "port": port, "user": user, "dbname": "postgres"}
-    with psycopg.connect(**conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    conninfo = psycopg.conninfo.make_conninfo(host=host, port=port, user=user, dbname="postgres")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield
     finally:
-        with psycopg.connect(**conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(drop.format(sql.Identifier(name)))
 
 
 @contextlib.contextmanager
