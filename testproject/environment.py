@@ -2,6 +2,8 @@
 
 ``DAS_ENGINE`` is ``sql`` (the default), ``redis`` or ``table``; ``DAS_DATABASE_URL``,
 ``DAS_REDIS_URL`` and ``DAS_TABLE_CONNECTION_STRING`` point the engines at their stores.
+``django-db`` and ``django-cache`` select Django's own engines instead (the latter on a
+django-redis cache at ``DAS_REDIS_URL``), for comparisons such as ``benchmarks.load``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 ENGINES = ("sql", "redis", "table")
+DJANGO_ENGINES = {
+    "django-db": "django.contrib.sessions.backends.db",
+    "django-cache": "django.contrib.sessions.backends.cache",
+}
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 # Azurite's documented development account: a well-known public key, not a secret.
 AZURITE_CONNECTION_STRING = (
@@ -34,20 +41,41 @@ DATABASE_ENGINES = {
 
 def session_settings(env: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
     """``SESSION_ENGINE`` and ``AZURE_SESSIONS`` for the engine ``env`` asks for."""
-    engine = env.get("DAS_ENGINE", "sql").strip().lower() or "sql"
-    if engine not in ENGINES:
-        raise ImproperlyConfigured(f"DAS_ENGINE is {engine!r}; use one of {', '.join(ENGINES)}.")
+    engine = _engine(env)
     config: dict[str, Any] = {"KEY_PREFIX": env.get("DAS_KEY_PREFIX", "demo:")}
+    if engine in DJANGO_ENGINES:
+        return DJANGO_ENGINES[engine], config
     if engine == "sql":
         config["SQL"] = {"DATABASE": "default"}
     elif engine == "redis":
-        config["REDIS"] = {"URL": env.get("DAS_REDIS_URL", "redis://127.0.0.1:6379/0")}
+        config["REDIS"] = {"URL": env.get("DAS_REDIS_URL", DEFAULT_REDIS_URL)}
     else:
         config["TABLE"] = {
             "CONNECTION_STRING": env.get("DAS_TABLE_CONNECTION_STRING", AZURITE_CONNECTION_STRING),
             "TABLE_NAME": env.get("DAS_TABLE_NAME", "demosessions"),
         }
     return f"django_azure_sessions.backends.{engine}", config
+
+
+def cache_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """``CACHES``: django-redis for ``DAS_ENGINE=django-cache``, Django's default otherwise."""
+    if _engine(env) != "django-cache":
+        return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    return {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": env.get("DAS_REDIS_URL", DEFAULT_REDIS_URL),
+            "KEY_PREFIX": env.get("DAS_KEY_PREFIX", "demo:"),
+        }
+    }
+
+
+def _engine(env: Mapping[str, str]) -> str:
+    engine = env.get("DAS_ENGINE", "sql").strip().lower() or "sql"
+    if engine not in ENGINES and engine not in DJANGO_ENGINES:
+        names = ", ".join((*ENGINES, *DJANGO_ENGINES))
+        raise ImproperlyConfigured(f"DAS_ENGINE is {engine!r}; use one of {names}.")
+    return engine
 
 
 def database_from_url(url: str | None, sqlite_default: Path) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .environment import database_from_url, session_settings
+from .environment import cache_settings, database_from_url, session_settings
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -56,11 +56,25 @@ TEMPLATES = [
 DATABASES = {
     "default": database_from_url(os.environ.get("DAS_DATABASE_URL"), BASE_DIR / "db.sqlite3")
 }
+DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DAS_CONN_MAX_AGE", "0"))
+CACHES = cache_settings(os.environ)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 SESSION_ENGINE, AZURE_SESSIONS = session_settings(os.environ)
 # AZURE_SESSIONS may hold a Redis password or a storage key: keep them off error pages.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "django_azure_sessions.debug.SafeExceptionReporterFilter"
+
+if os.environ.get("DAS_LOG_ERRORS") == "1":
+    # With DEBUG off Django prints no server error; benchmarks.load keeps them in its logs.
+    LOGGING = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+        "loggers": {
+            "django.request": {"handlers": ["stderr"], "level": "ERROR"},
+            "django_azure_sessions": {"handlers": ["stderr"], "level": "WARNING"},
+        },
+    }
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"

@@ -20,7 +20,12 @@ from django_azure_sessions.models import Session
 from testproject import settings as demo_settings
 from testproject.demo.apps import DEMO_PASSWORD, DEMO_USERNAME, create_demo_user
 from testproject.demo.views import describe_store
-from testproject.environment import AZURITE_CONNECTION_STRING, database_from_url, session_settings
+from testproject.environment import (
+    AZURITE_CONNECTION_STRING,
+    cache_settings,
+    database_from_url,
+    session_settings,
+)
 from tests.fixtures.demo import demo_site as demo_site_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +125,20 @@ def test_cart_views_refuse_get_and_unknown_products(demo_client: Client) -> None
     assert demo_client.post("/cart/empty/").status_code == 302
 
 
+def test_load_views_count_each_clients_own_key(demo_client: Client) -> None:
+    assert demo_client.get("/load/").status_code == 403
+    assert demo_client.post("/load/3/").status_code == 403
+    demo_client.post("/login/", {"username": DEMO_USERNAME, "password": DEMO_PASSWORD})
+    assert demo_client.post("/load/3/").json() == {"key": "counter_3", "value": 1}
+    assert demo_client.post("/load/3/").json()["value"] == 2
+    assert demo_client.post("/load/4/").json()["value"] == 1
+    assert demo_client.get("/load/").json() == {
+        "user": DEMO_USERNAME,
+        "counters": {"counter_3": 2, "counter_4": 1},
+    }
+    assert demo_client.get("/load/3/").status_code == 405
+
+
 def test_post_migrate_creates_the_demo_user_once(demo_site: None, db: None) -> None:
     users = get_user_model().objects
     assert not users.filter(username=DEMO_USERNAME).exists()
@@ -143,6 +162,22 @@ def test_environment_picks_the_engine_and_store() -> None:
     assert config["TABLE"]["CONNECTION_STRING"] == AZURITE_CONNECTION_STRING
     with pytest.raises(ImproperlyConfigured, match="DAS_ENGINE"):
         session_settings({"DAS_ENGINE": "memcached"})
+
+
+def test_environment_can_pick_djangos_own_engines_for_comparisons() -> None:
+    assert session_settings({"DAS_ENGINE": "django-db"})[0] == (
+        "django.contrib.sessions.backends.db"
+    )
+    env = {"DAS_ENGINE": "django-cache", "DAS_REDIS_URL": "redis://r/1", "DAS_KEY_PREFIX": "p:"}
+    assert session_settings(env)[0] == "django.contrib.sessions.backends.cache"
+    assert cache_settings(env) == {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://r/1",
+            "KEY_PREFIX": "p:",
+        }
+    }
+    assert cache_settings({})["default"]["BACKEND"].endswith("LocMemCache")
 
 
 def test_database_urls() -> None:

@@ -13,6 +13,8 @@ urlpatterns = [
     path("cart/empty/", views.cart_empty, name="cart-empty"),
     path("cart.json", views.cart_json, name="cart-json"),
     path("session/", views.session_info, name="session"),
+    path("load/", views.load_counters, name="load-counters"),
+    path("load/<int:client>/", views.load_increment, name="load-increment"),
     path(
         "login/",
         auth_views.LoginView.as_view(

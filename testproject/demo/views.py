@@ -15,7 +15,7 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.db import connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from django_azure_sessions.conf import app_settings
 from django_azure_sessions.core import keys
@@ -170,3 +170,30 @@ def session_info(request: HttpRequest) -> HttpResponse:
             "user_sessions": user_sessions,
         },
     )
+
+
+def _signed_out() -> JsonResponse:
+    return JsonResponse({"error": "sign in first"}, status=403)
+
+
+@require_GET
+def load_counters(request: HttpRequest) -> JsonResponse:
+    """The session's ``counter_<client>`` values: the read of ``benchmarks.load``."""
+    if not request.user.is_authenticated:
+        return _signed_out()
+    counters = {k: v for k, v in request.session.items() if k.startswith("counter_")}
+    return JsonResponse({"user": request.user.get_username(), "counters": counters})
+
+
+@require_POST
+def load_increment(request: HttpRequest, client: int) -> JsonResponse:
+    """Add one to this client's own counter: the write of ``benchmarks.load``.
+
+    Clients that share a session each write their own key, so a store that merges
+    concurrent saves key by key loses none of the increments.
+    """
+    if not request.user.is_authenticated:
+        return _signed_out()
+    key = f"counter_{client}"
+    request.session[key] = request.session.get(key, 0) + 1
+    return JsonResponse({"key": key, "value": request.session[key]})
