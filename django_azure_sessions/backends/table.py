@@ -118,9 +118,8 @@ def _chunk_name(index: int) -> str:
 def _expires(entity: Any) -> datetime.datetime:
     expires = entity.get("Expires")
     if not isinstance(expires, datetime.datetime) or expires.tzinfo is None:
-        raise DamagedRecord(
-            f"Expires is {'missing' if expires is None else type(expires).__name__}"
-        )
+        found = "missing" if expires is None else f"of type {type(expires).__name__}"
+        raise DamagedRecord(f"Expires is {found}")
     return expires
 
 
@@ -293,10 +292,10 @@ class TableStorage(Storage):
             return None
         created = entity.get("Created", expires)
         if not isinstance(created, datetime.datetime):
-            raise DamagedRecord(f"Created is a {type(created).__name__}")
+            raise DamagedRecord(f"Created is of type {type(created).__name__}")
         user_id = entity.get("UserId")
         if user_id is not None and not isinstance(user_id, str):
-            raise DamagedRecord(f"UserId is a {type(user_id).__name__}")
+            raise DamagedRecord(f"UserId is of type {type(user_id).__name__}")
         chunks: list[bytes] = []
         while isinstance(chunk := entity.get(_chunk_name(len(chunks))), bytes):
             chunks.append(chunk)
