@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import http.server
 import io
+import json
 import logging
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -466,3 +469,56 @@ def test_a_bundle_that_does_not_trust_the_server_is_refused(
             assert run(is_async, fresh.aload if is_async else fresh.load) == {"n": 1}
     finally:
         server.stop()
+
+
+# What the service answers: "cannot serve now" is an outage; anything else an error.
+
+
+class _Answering(http.server.BaseHTTPRequestHandler):
+    status = 503
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        body = json.dumps({"odata.error": {"code": "ServerBusy", "message": {"value": "no"}}})
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (503, SessionStoreUnavailable),
+        (500, SessionStoreUnavailable),
+        (429, SessionStoreUnavailable),
+        (403, TableStorageError),
+    ],
+)
+def test_what_the_service_answers_decides_outage_or_error(
+    tmp_path: Path, status: int, expected: type[Exception]
+) -> None:
+    handler = type("Handler", (_Answering,), {"status": status})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        fake = Azurite(tmp_path, port=server.server_address[1])
+        options = {"retry_backoff_factor": 0.01}
+        with store(fake, TIMEOUT=2, TABLE=table_settings(fake, OPTIONS=options)) as engine:
+            started = time.monotonic()
+            with pytest.raises(expected) as info:
+                engine(keys.new_key()).load()
+            assert time.monotonic() - started < 3
+            assert info.value.__cause__ is not None
+            assert getattr(info.value.__cause__, "status_code", None) == status
+            assert ACCOUNT_KEY not in str(info.value)
+    finally:
+        server.shutdown()
+        server.server_close()

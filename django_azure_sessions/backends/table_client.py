@@ -487,7 +487,7 @@ class Runner:
             kwargs, limit = self._query_kwargs(call)
             found: list[Any] = []
             try:
-                pages = client.query_entities(*call.args, **kwargs, session_deadline=deadline)
+                pages = client.query_entities(*call.args, **kwargs, **{DEADLINE_OPTION: deadline})
                 for entity in pages:
                     found.append(entity)
                     if len(found) == limit:
@@ -542,14 +542,14 @@ class Runner:
         return deadline if deadline is not None else Deadline(self.connection.budget)
 
     def run(self, steps: Steps[T], operation: str = "list", deadline: Deadline | None = None) -> T:
-        """The value of ``steps``; ``deadline`` (default: a whole budget) bounds all its calls."""
+        """The value of ``steps``; ``deadline`` bounds all its calls (without one, as for
+        listing and clearing, each call has a whole budget of its own)."""
         client = self.client()
-        deadline = self._deadline(deadline)
         try:
             call = next(steps)
             while True:
                 try:
-                    result = self._perform(client, call, deadline)
+                    result = self._perform(client, call, self._deadline(deadline))
                 except self._azure_error as exc:
                     call = steps.throw(exc)
                 else:
@@ -565,7 +565,7 @@ class Runner:
         if len(steps) <= 1:
             return [self.run(item) for item in steps]
         with concurrent.futures.ThreadPoolExecutor(min(self.workers, len(steps))) as pool:
-            return list(pool.map(self.run, steps))  # each call with a whole budget
+            return list(pool.map(self.run, steps))
 
     async def aclient(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -585,7 +585,7 @@ class Runner:
             kwargs, limit = self._query_kwargs(call)
             found: list[Any] = []
             try:
-                pages = client.query_entities(*call.args, **kwargs, session_deadline=deadline)
+                pages = client.query_entities(*call.args, **kwargs, **{DEADLINE_OPTION: deadline})
                 async for entity in pages:
                     found.append(entity)
                     if len(found) == limit:
@@ -612,12 +612,11 @@ class Runner:
         self, steps: Steps[T], operation: str = "list", deadline: Deadline | None = None
     ) -> T:
         client = await self.aclient()
-        deadline = self._deadline(deadline)
         try:
             call = next(steps)
             while True:
                 try:
-                    result = await self._aperform(client, call, deadline)
+                    result = await self._aperform(client, call, self._deadline(deadline))
                 except self._azure_error as exc:
                     call = steps.throw(exc)
                 else:
