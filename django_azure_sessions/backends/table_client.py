@@ -261,9 +261,11 @@ def _async_transport(kwargs: dict[str, Any]) -> dict[str, Any]:
     context: ssl.SSLContext | bool = (
         False if verify is False else ssl_context(None if verify is True else str(verify), cert)
     )
-    session = aiohttp.ClientSession(
+    session = aiohttp.ClientSession(  # as azure-core makes its own, with this connector
         connector=aiohttp.TCPConnector(ssl=context),
         trust_env=bool(kwargs.get("use_env_settings", True)),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
     )
     kwargs["transport"] = AioHttpTransport(session=session, session_owner=True, **kwargs)
     return kwargs
