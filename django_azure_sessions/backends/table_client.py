@@ -56,6 +56,9 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "retry_backoff_max": 1,
 }
 CONNECTION_TIMEOUT = 3  # at most; and never more than the budget
+# Listing and clearing (admin, commands) read up to 1,000 entities a call: each call of theirs
+# has this long, or the budget if that is longer.
+MAINTENANCE_TIMEOUT = 30
 DEADLINE_OPTION = "session_deadline"
 # What the service answers when it cannot serve now: an outage, after azure-core's retries.
 UNAVAILABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -180,10 +183,11 @@ class Connection:
     budget: float = 5.0
 
     def _kwargs(self) -> dict[str, Any]:
+        longest = max(self.budget, MAINTENANCE_TIMEOUT)
         budget = {
             "connection_timeout": min(CONNECTION_TIMEOUT, self.budget),
-            "read_timeout": self.budget,
-            "timeout": self.budget,  # azure-core's RetryPolicy: one call, retries included
+            "read_timeout": longest,  # BudgetPolicy gives each attempt what the deadline leaves
+            "timeout": longest,  # azure-core's RetryPolicy: one call, retries included
         }
         if "use_env_settings" in self.options or "transport" in self.options:
             kwargs = {**DEFAULT_OPTIONS, **budget, **self.options}
@@ -541,11 +545,13 @@ class Runner:
         return False
 
     def _deadline(self, deadline: Deadline | None) -> Deadline:
-        return deadline if deadline is not None else Deadline(self.connection.budget)
+        if deadline is not None:
+            return deadline
+        return Deadline(max(self.connection.budget, MAINTENANCE_TIMEOUT))
 
     def run(self, steps: Steps[T], operation: str = "list", deadline: Deadline | None = None) -> T:
         """The value of ``steps``; ``deadline`` bounds all its calls (without one, as for
-        listing and clearing, each call has a whole budget of its own)."""
+        listing and clearing, each call has ``MAINTENANCE_TIMEOUT`` of its own)."""
         client = self.client()
         try:
             call = next(steps)
