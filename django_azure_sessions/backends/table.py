@@ -66,8 +66,8 @@ STALE_USER_ENTRY = 300  # seconds after which a user entry its session disowns i
 _HEX = "0123456789abcdef"
 _QUARTERS = "0123"
 _RAW_SHARDS = string.digits + string.ascii_lowercase
-_SESSION_END = "s.~"
-_CHUNK = re.compile(r"Data[0-9]*")  # "~" sorts after every character of a storage id
+_SESSION_END = "s.~"  # "~" sorts after every character of a storage id
+_CHUNK = re.compile(r"Data[0-9]*")
 
 T = TypeVar("T")
 
