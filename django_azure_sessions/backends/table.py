@@ -25,13 +25,24 @@ from __future__ import annotations
 import calendar
 import datetime
 import hashlib
+import json
+import re
 import string
 from collections.abc import Iterable
 from typing import Any, NamedTuple, TypeVar
 
 from ..conf import app_settings
 from ..core.session import StoreSession
-from ..core.storage import Page, Record, SessionTooLarge, Storage, utcnow
+from ..core.storage import (
+    DamagedRecord,
+    Deadline,
+    Page,
+    Record,
+    SessionTooLarge,
+    Storage,
+    utcnow,
+)
+from ..secrets import redact
 from .table_client import (
     Call,
     Connection,
@@ -47,6 +58,7 @@ __all__ = ["SessionStore", "TableStorage", "TableStorageError"]
 BUCKET_SECONDS = 3600
 CHUNK = 64 * 1024  # the largest binary property
 MAX_ENTITY = 1024 * 1024  # Azure Storage's entity limit (Cosmos DB allows 2 MB)
+MAX_DATA = (MAX_ENTITY - 2048) // 4 * 3  # about: keys and properties take about 1-2 KB
 BATCH = 100  # entities in one transaction
 WORKERS = 8  # partitions cleaned at once
 STALE_USER_ENTRY = 300  # seconds after which a user entry its session disowns is removed
@@ -55,6 +67,7 @@ _HEX = "0123456789abcdef"
 _QUARTERS = "0123"
 _RAW_SHARDS = string.digits + string.ascii_lowercase
 _SESSION_END = "s.~"  # "~" sorts after every character of a storage id
+_CHUNK = re.compile(r"Data[0-9]*")
 
 T = TypeVar("T")
 
@@ -102,6 +115,14 @@ def _chunk_name(index: int) -> str:
     return f"Data{index}" if index else "Data"
 
 
+def _expires(entity: Any) -> datetime.datetime:
+    expires = entity.get("Expires")
+    if not isinstance(expires, datetime.datetime) or expires.tzinfo is None:
+        found = "missing" if expires is None else f"of type {type(expires).__name__}"
+        raise DamagedRecord(f"Expires is {found}")
+    return expires
+
+
 def _plain(value: datetime.datetime) -> datetime.datetime:
     return datetime.datetime(
         value.year,
@@ -134,6 +155,25 @@ def _entity_size(entity: dict[str, Any]) -> int:
     return size
 
 
+_DATETIME = len('"2026-01-01T00:00:00.000000Z"')
+
+
+def _sent_size(entity: dict[str, Any]) -> int:
+    """The size of ``entity`` as azure-data-tables sends it: JSON, binary values in base64,
+    each property with its ``@odata.type``; Azurite refuses a body over 1 MiB."""
+    size = 2  # {}
+    for name, value in entity.items():
+        if isinstance(value, bytes):
+            length = 2 + 4 * -(-len(value) // 3) + len('"Edm.Binary"')
+        elif isinstance(value, datetime.datetime):
+            length = _DATETIME + len('"Edm.DateTime"')
+        else:
+            length = len(json.dumps(value)) + len('"Edm.String"')
+        # "name": value, "name@odata.type": "type", : 2 * (quotes, ": ", ", ")
+        size += 2 * len(json.dumps(name)) + len("@odata.type") + length + 8
+    return size - 2
+
+
 def _failed(exc: Any, index: int, *statuses: int) -> bool:
     return getattr(exc, "index", None) == index and getattr(exc, "status_code", None) in statuses
 
@@ -154,14 +194,17 @@ class _Removal(NamedTuple):
 class TableStorage(Storage):
     """Records in the table ``TABLE["TABLE_NAME"]`` (see ``AZURE_SESSIONS["TABLE"]``)."""
 
+    engine = "table"
+
     def __init__(
         self, connection: Connection, prefix: str, hashed: bool, create_table: bool
     ) -> None:
         self.connection = connection
+        self.timeout = connection.budget
         self.prefix = prefix
         self.namespace = _namespace(prefix)
         self.shards = all_shards(hashed)
-        self.runner = Runner(connection, create_table, WORKERS)
+        self.runner = Runner(connection, create_table, WORKERS, self.unavailable)
         tables = import_tables()
         from azure.core import MatchConditions, exceptions
 
@@ -175,7 +218,7 @@ class TableStorage(Storage):
     def from_settings(cls) -> TableStorage:
         config = app_settings.TABLE
         return cls(
-            connection_from_settings(config),
+            connection_from_settings(config, app_settings.TIMEOUT),
             app_settings.KEY_PREFIX,
             app_settings.HASH_KEYS,
             config.CREATE_TABLE,
@@ -186,6 +229,9 @@ class TableStorage(Storage):
             f"<TableStorage {self.connection.endpoint} table={self.connection.table_name!r} "
             f"prefix={self.prefix!r}>"
         )
+
+    def describe(self) -> str:
+        return f"{redact(self.connection.endpoint)}, table {self.connection.table_name}"
 
     # Keys and entities
 
@@ -214,12 +260,13 @@ class TableStorage(Storage):
         data = record.data
         for index, start in enumerate(range(0, max(len(data), 1), CHUNK)):
             entity[_chunk_name(index)] = data[start : start + CHUNK]
-        size = _entity_size(entity)
+        size = max(_entity_size(entity), _sent_size(entity))
         if size > MAX_ENTITY:
             raise SessionTooLarge(
-                f"The session's data is {len(data):,} bytes: with its keys and properties that "
-                f"is a {size:,}-byte table entity, and an Azure Table entity holds at most "
-                f"{MAX_ENTITY:,} bytes (1 MiB). Keep less in the session."
+                f"The session's data is {len(data):,} bytes: with its keys and properties, in "
+                f"base64 as it is sent, that is a {size:,}-byte table entity, and an Azure "
+                f"Table entity holds at most {MAX_ENTITY:,} bytes (1 MiB), so a session's data "
+                f"at most about {MAX_DATA:,} bytes. Keep less in the session."
             )
         return entity
 
@@ -239,22 +286,30 @@ class TableStorage(Storage):
     def _record(
         self, key: str, entity: Any, now: datetime.datetime | None = None
     ) -> Record | None:
-        expires = entity["Expires"]
+        """The record ``entity`` holds; None when expired. Raises ``DamagedRecord``."""
+        expires = _expires(entity)
         if expires <= (now or utcnow()):
             return None
-        data = entity.get("Data", b"")
-        index = 1
-        while (chunk := entity.get(_chunk_name(index))) is not None:
-            data += chunk
-            index += 1
-        created = _plain(entity.get("Created") or expires)
+        created = entity.get("Created", expires)
+        if not isinstance(created, datetime.datetime):
+            raise DamagedRecord(f"Created is of type {type(created).__name__}")
+        user_id = entity.get("UserId")
+        if user_id is not None and not isinstance(user_id, str):
+            raise DamagedRecord(f"UserId is of type {type(user_id).__name__}")
+        chunks: list[bytes] = []
+        while isinstance(chunk := entity.get(_chunk_name(len(chunks))), bytes):
+            chunks.append(chunk)
+        names = [name for name in entity if _CHUNK.fullmatch(name)]
+        if not chunks or len(chunks) != len(names):
+            found = ", ".join(f"{name} ({type(entity[name]).__name__})" for name in names)
+            raise DamagedRecord(f"its data is not binary Data, Data1...: {found or 'none'}")
         return Record(
             key=key,
-            data=data,
+            data=b"".join(chunks),
             expires=_plain(expires),
-            user_id=entity.get("UserId"),
-            version=Version(entity.metadata["etag"], created),
-            created=created,
+            user_id=user_id,
+            version=Version(entity.metadata["etag"], _plain(created)),
+            created=_plain(created),
             updated=_plain(entity.metadata["timestamp"]),
         )
 
@@ -272,7 +327,17 @@ class TableStorage(Storage):
             entity = yield self._get(key)
         except self._not_found:
             return None
-        return self._record(key, entity)
+        return self._readable(key, entity)
+
+    def _readable(
+        self, key: str, entity: Any, now: datetime.datetime | None = None
+    ) -> Record | None:
+        """The record of ``entity``, or None when it is expired or damaged (and reported)."""
+        try:
+            return self._record(key, entity, now)
+        except DamagedRecord as exc:
+            self.damaged(key, str(exc))
+            return None
 
     def _create(self, record: Record) -> Steps[Version | None]:
         created = record.created or record.updated or utcnow()
@@ -331,16 +396,13 @@ class TableStorage(Storage):
                 entity = yield self._get(key)
             except self._not_found:
                 return
-            ops = [
-                ("delete", entity, self._if_unchanged(entity.metadata["etag"])),
-                (
-                    "delete",
-                    {
-                        "PartitionKey": entity["PartitionKey"],
-                        "RowKey": self._index_row(key, entity["Expires"]),
-                    },
-                ),
-            ]
+            ops: list[Any] = [("delete", entity, self._if_unchanged(entity.metadata["etag"]))]
+            try:
+                row = self._index_row(key, _expires(entity))
+            except DamagedRecord:
+                pass  # a damaged session goes without its entry, which clear_expired removes
+            else:
+                ops.append(("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": row}))
             try:
                 # Applied twice, the delete finds the session gone (404): read it again.
                 yield Call("submit_transaction", (ops,), resend=True)
@@ -355,8 +417,8 @@ class TableStorage(Storage):
                     if _failed(exc, 0, 404, 412):
                         continue
                     raise
-            if entity.get("UserId") is not None:
-                yield Call("delete_entity", (self._user_partition(entity["UserId"]), key))
+            if isinstance(user_id := entity.get("UserId"), str):
+                yield Call("delete_entity", (self._user_partition(user_id), key))
             return
         yield Call("delete_entity", (self._partition(key), "s." + key))
 
@@ -398,8 +460,9 @@ class TableStorage(Storage):
                 except self._not_found:
                     removals.append(_Removal([index_op], key, entry.get("UserId")))
                     continue
-                if entity["Expires"] > now:
-                    continue
+                expires = entity.get("Expires")
+                if isinstance(expires, datetime.datetime) and expires > now:
+                    continue  # a damaged session due by its entry is removed with it
                 ops = [index_op, ("delete", session, self._if_unchanged(entity.metadata["etag"]))]
             removals.append(_Removal(ops, key, entry.get("UserId")))
         return removals
@@ -471,7 +534,7 @@ class TableStorage(Storage):
                         self._if_unchanged(entry.metadata["etag"]),
                     )
                 continue
-            record = self._record(key, entity)
+            record = self._readable(key, entity)
             if record is not None:
                 records.append(record)
         return sorted(records, key=lambda record: record.key)
@@ -482,8 +545,10 @@ class TableStorage(Storage):
         entities = yield Call(
             "query",
             (
+                # "not (Expires le ...)" rather than "Expires gt ...": a session whose Expires
+                # is missing or not a date is listed, to be counted as damaged.
                 "PartitionKey ge @lo and PartitionKey lt @hi and RowKey gt @after and "
-                "RowKey lt @end and Expires gt @now",
+                "RowKey lt @end and not ( Expires le @now )",
             ),
             {
                 "parameters": {
@@ -496,26 +561,34 @@ class TableStorage(Storage):
                 "limit": limit,
             },
         )
-        records = [
-            record
-            for entity in entities
-            if (record := self._record(entity["RowKey"][2:], entity, now)) is not None
-        ]
-        return Page(records, records[-1].key if len(entities) == limit and records else None)
+        records = []
+        damaged = 0
+        for entity in entities:
+            key = entity["RowKey"][2:]
+            try:
+                record = self._record(key, entity, now)
+            except DamagedRecord as exc:
+                self.damaged(key, str(exc))
+                damaged += 1
+                continue
+            if record is not None:
+                records.append(record)
+        last = entities[-1]["RowKey"][2:] if len(entities) == limit else None
+        return Page(records, last, damaged)
 
     # The storage interface
 
     def load(self, key: str) -> Record | None:
-        return self.runner.run(self._load(key))
+        return self.runner.run(self._load(key), "load", Deadline(self.timeout))
 
     def create(self, record: Record) -> Version | None:
-        return self.runner.run(self._create(record))
+        return self.runner.run(self._create(record), "save", Deadline(self.timeout))
 
     def update(self, record: Record, loaded: Record) -> Version | None:
-        return self.runner.run(self._update(record, loaded))
+        return self.runner.run(self._update(record, loaded), "save", Deadline(self.timeout))
 
     def delete(self, key: str) -> None:
-        self.runner.run(self._delete(key))
+        self.runner.run(self._delete(key), "delete", Deadline(self.timeout))
 
     def _partitions(self) -> list[str]:
         return [f"{self.namespace}.s.{name}" for name in self.shards]
@@ -539,16 +612,16 @@ class TableStorage(Storage):
         return self.runner.run(self._page(cursor, limit))
 
     async def aload(self, key: str) -> Record | None:
-        return await self.runner.arun(self._load(key))
+        return await self.runner.arun(self._load(key), "load", Deadline(self.timeout))
 
     async def acreate(self, record: Record) -> Version | None:
-        return await self.runner.arun(self._create(record))
+        return await self.runner.arun(self._create(record), "save", Deadline(self.timeout))
 
     async def aupdate(self, record: Record, loaded: Record) -> Version | None:
-        return await self.runner.arun(self._update(record, loaded))
+        return await self.runner.arun(self._update(record, loaded), "save", Deadline(self.timeout))
 
     async def adelete(self, key: str) -> None:
-        await self.runner.arun(self._delete(key))
+        await self.runner.arun(self._delete(key), "delete", Deadline(self.timeout))
 
     async def aclear_expired(self) -> int:
         removed = await self.runner.arun_all(

@@ -12,9 +12,14 @@ Which credential is used, first match wins:
 3. ``ACCOUNT_URL`` alone, when its query string is a SAS token (with ``CREDENTIAL`` set, the
    query string is dropped).
 
-Client keyword arguments are the defaults below (short timeouts and few, quick retries, fit for
-a web request) and the environment's proxy settings (read once, see ``environment_options``),
-overridden by ``OPTIONS``: any keyword of azure-data-tables' ``TableClient``.
+Client keyword arguments are the defaults below (few, quick retries, fit for a web request),
+timeouts derived from ``AZURE_SESSIONS["TIMEOUT"]`` and the environment's proxy and CA bundle
+settings (read once, see ``environment_options``), overridden by ``OPTIONS``: any keyword of
+azure-data-tables' ``TableClient``.
+
+One session operation (a load, a save, a delete: one or a few calls) shares one time budget,
+``TIMEOUT``: ``BudgetPolicy`` caps every attempt's connection and read timeouts by what is
+left of it, and stops azure-core's retries once it is spent.
 No secret ever appears in a ``repr``, in a log line or in an exception raised here.
 """
 
@@ -29,9 +34,11 @@ import errno
 import inspect
 import os
 import re
+import ssl
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from functools import lru_cache
 from types import ModuleType
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
@@ -39,17 +46,24 @@ from urllib.parse import urlsplit
 from django.core.checks import CheckMessage, Error, Warning
 
 from ..conf import SETTING_NAME, TableSettings
+from ..core.storage import Deadline
+from ..exceptions import SessionStoreUnavailable
 from ..secrets import redact
 
 INSTALL_HINT = "pip install 'django-azure-sessions[table]'"
 
 DEFAULT_OPTIONS: dict[str, Any] = {
-    "connection_timeout": 3,
-    "read_timeout": 10,
     "retry_total": 2,
     "retry_backoff_factor": 0.2,
-    "retry_backoff_max": 2,
+    "retry_backoff_max": 1,
 }
+CONNECTION_TIMEOUT = 3  # at most; and never more than the budget
+# Listing and clearing (admin, commands) read up to 1,000 entities a call: each call of theirs
+# has this long, or the budget if that is longer.
+MAINTENANCE_TIMEOUT = 30
+DEADLINE_OPTION = "session_deadline"
+# What the service answers when it cannot serve now: an outage, after azure-core's retries.
+UNAVAILABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEVELOPMENT_ENDPOINT = "http://127.0.0.1:10002/devstoreaccount1"
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 
@@ -59,6 +73,13 @@ class TableStorageError(RuntimeError):
 
     Raised instead of the SDK's exception so that no URL with a SAS signature reaches a log;
     the message says which endpoint and table, and why.
+    """
+
+
+class BudgetSpent(Exception):
+    """The operation's time budget ran out before a request could be sent (again).
+
+    Not an ``AzureError``, so that azure-core's retry policy does not retry it.
     """
 
 
@@ -159,11 +180,28 @@ class Connection:
     account_url: str | None = dataclasses.field(default=None, repr=False)
     credential: Any = dataclasses.field(default=None, repr=False)
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    #: Seconds one operation may take (``AZURE_SESSIONS["TIMEOUT"]``).
+    budget: float = 5.0
 
     def _kwargs(self) -> dict[str, Any]:
+        longest = max(self.budget, MAINTENANCE_TIMEOUT)
+        budget = {
+            "connection_timeout": min(CONNECTION_TIMEOUT, self.budget),
+            "read_timeout": longest,  # BudgetPolicy gives each attempt what the deadline leaves
+            "timeout": longest,  # azure-core's RetryPolicy: one call, retries included
+        }
         if "use_env_settings" in self.options or "transport" in self.options:
-            return {**DEFAULT_OPTIONS, **self.options}
-        return {**DEFAULT_OPTIONS, **environment_options(self.endpoint), **self.options}
+            kwargs = {**DEFAULT_OPTIONS, **budget, **self.options}
+        else:
+            kwargs = {
+                **DEFAULT_OPTIONS,
+                **budget,
+                **environment_options(self.endpoint),
+                **self.options,
+            }
+        policy = budget_policy(kwargs["connection_timeout"], kwargs["read_timeout"])
+        kwargs["per_retry_policies"] = [*kwargs.get("per_retry_policies", ()), policy]
+        return kwargs
 
     def _credential(self, is_async: bool) -> Any:
         from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
@@ -179,14 +217,15 @@ class Connection:
 
     def sync_client(self) -> Any:
         """A new ``azure.data.tables.TableClient``."""
-        return self._client(import_tables().TableClient, is_async=False)
+        return self._client(import_tables().TableClient, self._kwargs(), is_async=False)
 
     def async_client(self) -> Any:
         """A new ``azure.data.tables.aio.TableClient``: use it in one event loop only."""
-        return self._client(import_tables_aio().TableClient, is_async=True)
+        return self._client(
+            import_tables_aio().TableClient, _async_transport(self._kwargs()), is_async=True
+        )
 
-    def _client(self, client_class: Any, is_async: bool) -> Any:
-        kwargs = self._kwargs()
+    def _client(self, client_class: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
         if self.connection_string:
             return client_class.from_connection_string(
                 self.connection_string, self.table_name, **kwargs
@@ -205,6 +244,85 @@ class Connection:
             credential=credential,
             **kwargs,
         )
+
+
+def _async_transport(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with an aiohttp transport whose one connector holds the TLS settings.
+
+    Given ``connection_verify`` as a CA bundle path (or ``connection_cert``), azure-core's
+    aiohttp transport builds a new SSL context for every request, and aiohttp, which pools
+    connections by SSL context, a new connection: both are made once here instead.
+    """
+    verify = kwargs.get("connection_verify", True)
+    cert = kwargs.get("connection_cert")
+    if "transport" in kwargs or (isinstance(verify, bool) and not cert):
+        return kwargs
+    import aiohttp
+    from azure.core.pipeline.transport import AioHttpTransport
+
+    kwargs = dict(kwargs)
+    kwargs.pop("connection_verify", None)
+    kwargs.pop("connection_cert", None)
+    context: ssl.SSLContext | bool = (
+        False if verify is False else ssl_context(None if verify is True else str(verify), cert)
+    )
+    session = aiohttp.ClientSession(  # as azure-core makes its own, with this connector
+        connector=aiohttp.TCPConnector(ssl=context),
+        trust_env=bool(kwargs.get("use_env_settings", True)),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+    )
+    kwargs["transport"] = AioHttpTransport(session=session, session_owner=True, **kwargs)
+    return kwargs
+
+
+@lru_cache(maxsize=8)
+def ssl_context(cafile: str | None, cert: Any = None) -> ssl.SSLContext:
+    """One verifying SSL context per CA bundle (and client certificate), for every client."""
+    context = ssl.create_default_context(cafile=cafile)
+    if cert:
+        context.load_cert_chain(*((cert,) if isinstance(cert, str) else cert))
+    return context
+
+
+def budget_policy(connection_timeout: float, read_timeout: float) -> Any:
+    """A policy that keeps every attempt of a call within the operation's ``Deadline``.
+
+    azure-core's retry policy bounds a call (``timeout``) and each attempt's connection time,
+    but not its read time, and does not know that several calls share one budget. Placed
+    after the retry policy (``per_retry_policies``), this caps both timeouts of each attempt
+    by what is left of the deadline passed with the call, and ends the call once it is spent.
+    """
+    return _budget_policy_class()(connection_timeout, read_timeout)
+
+
+@lru_cache(maxsize=1)
+def _budget_policy_class() -> type[Any]:
+    from azure.core.pipeline.policies import SansIOHTTPPolicy
+
+    class BudgetPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
+        def __init__(self, connection_timeout: float, read_timeout: float) -> None:
+            self.timeouts = {
+                "connection_timeout": connection_timeout,
+                "read_timeout": read_timeout,
+            }
+
+        def on_request(self, request: Any) -> None:
+            options = request.context.options
+            deadline: Deadline | None = options.pop(DEADLINE_OPTION, None)
+            if deadline is None:
+                deadline = request.context.get(DEADLINE_OPTION)
+                if deadline is None:
+                    return
+            else:
+                request.context[DEADLINE_OPTION] = deadline  # for the retries
+            left = deadline.remaining()
+            if left <= 0:
+                raise BudgetSpent(f"the {deadline.budget:g} s budget is spent")
+            for name, default in self.timeouts.items():
+                options[name] = min(options.get(name) or default, left)
+
+    return BudgetPolicy
 
 
 def environment_options(url: str) -> dict[str, Any]:
@@ -230,8 +348,9 @@ def _is_async_credential(value: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(value, "get_token", None))
 
 
-def connection_from_settings(config: TableSettings) -> Connection:
-    """The connection ``config`` describes (assumed valid: the system checks say otherwise)."""
+def connection_from_settings(config: TableSettings, budget: float = 5.0) -> Connection:
+    """The connection ``config`` describes (assumed valid: the system checks say otherwise);
+    ``budget`` is ``AZURE_SESSIONS["TIMEOUT"]``."""
     if config.CONNECTION_STRING:
         endpoint = endpoint_of(config.CONNECTION_STRING) or "(endpoint from connection string)"
         return Connection(
@@ -239,6 +358,7 @@ def connection_from_settings(config: TableSettings) -> Connection:
             config.TABLE_NAME,
             connection_string=config.CONNECTION_STRING,
             options=dict(config.OPTIONS),
+            budget=budget,
         )
     return Connection(
         _without_query(config.ACCOUNT_URL or ""),
@@ -246,6 +366,7 @@ def connection_from_settings(config: TableSettings) -> Connection:
         account_url=config.ACCOUNT_URL,
         credential=config.CREDENTIAL,
         options=dict(config.OPTIONS),
+        budget=budget,
     )
 
 
@@ -273,12 +394,22 @@ Steps = Generator[Call, Any, T]
 class Runner:
     """Carries out ``Steps`` with the process's sync client, or the running loop's async one.
 
-    Clients are built on first use. Errors the steps do not handle become a
-    ``TableStorageError`` without the SDK's exception chained (its message may hold a SAS URL).
+    Clients are built on first use. Every call of one run shares its ``Deadline``. Errors the
+    steps do not handle become ``SessionStoreUnavailable`` (built by ``unavailable``) when the
+    store could not be reached, did not answer in time or answered that it cannot serve now,
+    and a ``TableStorageError`` otherwise; the cause chained is a copy of the SDK's exception
+    with its message redacted (it may hold a SAS URL).
     """
 
-    def __init__(self, connection: Connection, create_table: bool, workers: int) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        create_table: bool,
+        workers: int,
+        unavailable: Callable[[str, BaseException], SessionStoreUnavailable] | None = None,
+    ) -> None:
         self.connection = connection
+        self.unavailable = unavailable
         self.create_table = create_table
         self.workers = workers
         self._client: Any = None
@@ -310,6 +441,21 @@ class Runner:
         if client is not None:
             client.close()
 
+    def _failure(self, exc: Exception, operation: str) -> Exception:
+        """What ``exc``, which the steps did not handle, is raised as (its cause set)."""
+        cause = _redacted(exc)
+        status = getattr(exc, "status_code", None)
+        outage = (
+            isinstance(exc, (BudgetSpent, *self._no_response)) or status in UNAVAILABLE_STATUSES
+        )
+        error = (
+            self.unavailable(operation, cause)
+            if outage and self.unavailable is not None
+            else self._error(exc)
+        )
+        error.__cause__ = cause
+        return error
+
     def _error(self, exc: Exception) -> TableStorageError:
         code = getattr(exc, "error_code", None)
         code = getattr(code, "value", code)
@@ -338,12 +484,18 @@ class Runner:
             kwargs["results_per_page"] = min(limit, 1000)
         return kwargs, limit
 
-    def _perform(self, client: Any, call: Call) -> Any:
+    def _kwargs(self, call: Call, deadline: Deadline) -> dict[str, Any]:
+        if deadline.expired():
+            raise BudgetSpent(f"the {deadline.budget:g} s budget is spent")
+        return {**call.kwargs, DEADLINE_OPTION: deadline}
+
+    def _perform(self, client: Any, call: Call, deadline: Deadline) -> Any:
         if call.method == "query":
             kwargs, limit = self._query_kwargs(call)
             found: list[Any] = []
             try:
-                for entity in client.query_entities(*call.args, **kwargs):
+                pages = client.query_entities(*call.args, **kwargs, **{DEADLINE_OPTION: deadline})
+                for entity in pages:
                     found.append(entity)
                     if len(found) == limit:
                         break
@@ -353,17 +505,17 @@ class Runner:
         method = getattr(client, call.method)
         try:
             try:
-                return method(*call.args, **call.kwargs)
+                return method(*call.args, **self._kwargs(call, deadline))
             except self._no_response as exc:
                 if not (call.resend and self._dropped(exc)):
                     raise
-            return method(*call.args, **call.kwargs)
+            return method(*call.args, **self._kwargs(call, deadline))
         except self._azure_error as exc:
             if not self._is_missing_table(exc, call):
                 raise
         with contextlib.suppress(self._exists):
-            client.create_table()
-        return method(*call.args, **call.kwargs)
+            client.create_table(**{DEADLINE_OPTION: deadline})
+        return method(*call.args, **self._kwargs(call, deadline))
 
     def _dropped(self, exc: Exception) -> bool:
         """Whether the connection was closed or reset under the request, without a response.
@@ -393,21 +545,29 @@ class Runner:
             causes += (getattr(cause, "reason", None), *cause.args)  # urllib3 keeps it in reason
         return False
 
-    def run(self, steps: Steps[T]) -> T:
+    def _deadline(self, deadline: Deadline | None) -> Deadline:
+        if deadline is not None:
+            return deadline
+        return Deadline(max(self.connection.budget, MAINTENANCE_TIMEOUT))
+
+    def run(self, steps: Steps[T], operation: str = "list", deadline: Deadline | None = None) -> T:
+        """The value of ``steps``; ``deadline`` bounds all its calls (without one, as for
+        listing and clearing, each call has ``MAINTENANCE_TIMEOUT`` of its own)."""
         client = self.client()
         try:
             call = next(steps)
             while True:
                 try:
-                    result = self._perform(client, call)
+                    result = self._perform(client, call, self._deadline(deadline))
                 except self._azure_error as exc:
                     call = steps.throw(exc)
                 else:
                     call = steps.send(result)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        except self._azure_error as exc:
-            raise self._error(exc) from None
+        except (BudgetSpent, self._azure_error) as exc:
+            error = self._failure(exc, operation)
+            raise error from error.__cause__
 
     def run_all(self, steps: list[Steps[T]]) -> list[T]:
         """Run ``steps`` side by side, ``workers`` at a time."""
@@ -429,12 +589,13 @@ class Runner:
         self._async_clients[loop] = (client, keeper)
         return client
 
-    async def _aperform(self, client: Any, call: Call) -> Any:
+    async def _aperform(self, client: Any, call: Call, deadline: Deadline) -> Any:
         if call.method == "query":
             kwargs, limit = self._query_kwargs(call)
             found: list[Any] = []
             try:
-                async for entity in client.query_entities(*call.args, **kwargs):
+                pages = client.query_entities(*call.args, **kwargs, **{DEADLINE_OPTION: deadline})
+                async for entity in pages:
                     found.append(entity)
                     if len(found) == limit:
                         break
@@ -444,33 +605,36 @@ class Runner:
         method = getattr(client, call.method)
         try:
             try:
-                return await method(*call.args, **call.kwargs)
+                return await method(*call.args, **self._kwargs(call, deadline))
             except self._no_response as exc:
                 if not (call.resend and self._dropped(exc)):
                     raise
-            return await method(*call.args, **call.kwargs)
+            return await method(*call.args, **self._kwargs(call, deadline))
         except self._azure_error as exc:
             if not self._is_missing_table(exc, call):
                 raise
         with contextlib.suppress(self._exists):
-            await client.create_table()
-        return await method(*call.args, **call.kwargs)
+            await client.create_table(**{DEADLINE_OPTION: deadline})
+        return await method(*call.args, **self._kwargs(call, deadline))
 
-    async def arun(self, steps: Steps[T]) -> T:
+    async def arun(
+        self, steps: Steps[T], operation: str = "list", deadline: Deadline | None = None
+    ) -> T:
         client = await self.aclient()
         try:
             call = next(steps)
             while True:
                 try:
-                    result = await self._aperform(client, call)
+                    result = await self._aperform(client, call, self._deadline(deadline))
                 except self._azure_error as exc:
                     call = steps.throw(exc)
                 else:
                     call = steps.send(result)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        except self._azure_error as exc:
-            raise self._error(exc) from None
+        except (BudgetSpent, self._azure_error) as exc:
+            error = self._failure(exc, operation)
+            raise error from error.__cause__
 
     async def arun_all(self, steps: list[Steps[T]]) -> list[T]:
         """Run ``steps`` concurrently, ``workers`` at a time."""
@@ -481,6 +645,22 @@ class Runner:
                 return await self.arun(item)
 
         return list(await asyncio.gather(*(run(item) for item in steps)))
+
+
+def _redacted(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` (type, message, status) with secrets blanked out, and no traceback:
+    its frames' variables would show the request's URL on a debug page."""
+    message = redact((str(getattr(exc, "message", None) or exc).splitlines() or [""])[0])
+    try:
+        copy = type(exc)(message)
+    except Exception:
+        copy = TableStorageError(f"{type(exc).__name__}: {message}")
+    for name in ("status_code", "error_code", "reason"):
+        value = getattr(exc, name, None)
+        if value is not None:
+            with contextlib.suppress(AttributeError):
+                setattr(copy, name, value)
+    return copy
 
 
 async def _closing(client: Any) -> AsyncGenerator[None, None]:
