@@ -37,7 +37,7 @@ import re
 import ssl
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from functools import lru_cache
 from types import ModuleType
 from typing import Any, NamedTuple, TypeVar
@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 from django.core.checks import CheckMessage, Error, Warning
 
 from ..conf import SETTING_NAME, TableSettings
+from ..core.steps import adrive, drive
 from ..core.storage import Deadline
 from ..exceptions import SessionStoreUnavailable
 from ..secrets import redact
@@ -555,16 +556,7 @@ class Runner:
         listing and clearing, each call has ``MAINTENANCE_TIMEOUT`` of its own)."""
         client = self.client()
         try:
-            call = next(steps)
-            while True:
-                try:
-                    result = self._perform(client, call, self._deadline(deadline))
-                except self._azure_error as exc:
-                    call = steps.throw(exc)
-                else:
-                    call = steps.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return drive(steps, lambda call: self._perform(client, call, self._deadline(deadline)))
         except (BudgetSpent, self._azure_error) as exc:
             error = self._failure(exc, operation)
             raise error from error.__cause__
@@ -621,17 +613,12 @@ class Runner:
         self, steps: Steps[T], operation: str = "list", deadline: Deadline | None = None
     ) -> T:
         client = await self.aclient()
+
+        def perform(call: Call) -> Awaitable[Any]:
+            return self._aperform(client, call, self._deadline(deadline))
+
         try:
-            call = next(steps)
-            while True:
-                try:
-                    result = await self._aperform(client, call, self._deadline(deadline))
-                except self._azure_error as exc:
-                    call = steps.throw(exc)
-                else:
-                    call = steps.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return await adrive(steps, perform)
         except (BudgetSpent, self._azure_error) as exc:
             error = self._failure(exc, operation)
             raise error from error.__cause__
