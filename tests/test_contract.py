@@ -17,12 +17,15 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from django.contrib.sessions.backends.db import SessionStore as DjangoDBStore
+from django.db import connections
 from django.test import Client, override_settings
 from django.utils import timezone
 
 from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
 from django_azure_sessions.core.storage import Record, Storage, utcnow
+
+from .fixtures.concurrency import expected_data, write_concurrently
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -336,6 +339,18 @@ def test_concurrent_changes_are_merged(
     merged = [r for r in caplog.records if "changed meanwhile" in r.getMessage()]
     assert [r.levelname for r in merged] == ["DEBUG"]
     assert key not in merged[0].getMessage()
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_concurrent_writers_lose_no_update(engine: type[Any]) -> None:
+    """16 threads, started together, each set 10 keys of their own in one session."""
+    storage = engine.get_storage()
+    if storage.engine == "sql" and connections[storage.alias].vendor == "sqlite":
+        pytest.skip("SQLite's in-memory test database locks out concurrent writers")
+    session = engine()
+    session.create()
+    final = write_concurrently(engine, session.session_key)
+    assert final == expected_data()
 
 
 def test_same_key_changed_twice_last_writer_wins(engine: type[Any], api: API) -> None:

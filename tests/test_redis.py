@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 import redis
 from asgiref.sync import async_to_sync
-from django.contrib.sessions.backends.cache import SessionStore as DjangoCacheStore
 from django.core.checks import run_checks
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, override_settings
@@ -45,9 +44,8 @@ from django_azure_sessions.conf import RedisSettings, app_settings
 from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
 
-from .concurrency import expected_keys, write_concurrently
 from .fixtures.engines import configured, make_record
-from .fixtures.redis import RedisServer, delete_prefix, free_port, wait_until
+from .fixtures.redis import RedisServer, free_port, wait_until
 from .fixtures.tls import self_signed_certificate
 
 ENGINE = "django_azure_sessions.backends.redis"
@@ -687,44 +685,6 @@ class TestTLS:
             pytest.raises(SessionStoreUnavailable, match=r"match|mismatch"),
         ):
             store(keys.new_key()).load()
-
-
-# No lost updates: 16 threads, 10 keys each, one session
-
-
-class TestConcurrentWriters:
-    """16 threads each set 10 distinct keys in one session through separate SessionStores."""
-
-    def test_no_lost_updates(self, redis_engine: type[SessionStore]) -> None:
-        session = redis_engine()
-        session.create()
-        final = write_concurrently(redis_engine, session.session_key)
-        assert set(final) == expected_keys()
-
-    def test_no_lost_updates_on_the_cluster(self, redis_cluster_engine: type[Any]) -> None:
-        self.test_no_lost_updates(redis_cluster_engine)
-
-    def test_djangos_cache_engine_loses_updates(self, settings: Any) -> None:
-        """Why the feature exists: the same work through Django's cache engine on django-redis."""
-        prefix = f"lost-{keys.new_key()[:8]}"
-        caches = {
-            **settings.CACHES,
-            "sessions": {
-                "BACKEND": "django_redis.cache.RedisCache",
-                "LOCATION": settings.REDIS_URL,
-                "KEY_PREFIX": prefix,
-            },
-        }
-        with override_settings(CACHES=caches, SESSION_CACHE_ALIAS="sessions"):
-            session = DjangoCacheStore()
-            session.create()
-            try:
-                final = write_concurrently(DjangoCacheStore, session.session_key)
-                assert DjangoCacheStore().exists(session.session_key)
-                assert len(final) < len(expected_keys())
-            finally:
-                with redis.Redis.from_url(settings.REDIS_URL) as client:
-                    delete_prefix(client, prefix)
 
 
 # CACHE_ALIAS: the connection settings of a django-redis cache, reused

@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 from django.contrib.sessions.backends.base import CreateError, UpdateError
-from django.contrib.sessions.backends.db import SessionStore as DjangoDBStore
-from django.contrib.sessions.models import Session as DjangoSession
 from django.db import OperationalError, connections
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
@@ -21,7 +19,6 @@ from django_azure_sessions.core import keys
 from django_azure_sessions.core.storage import utcnow
 from django_azure_sessions.models import Session
 
-from .concurrency import expected_keys, write_concurrently
 from .fixtures.engines import configured, make_record
 
 SERVER_DATABASES = ["postgres", "mariadb"]
@@ -196,28 +193,6 @@ def test_clearsessions_command_uses_the_engine(alias: str) -> None:
     call_command("clearsessions")
     assert Session.objects.using(alias).filter(key=storage.prefix + "here").exists()
     assert not Session.objects.using(alias).filter(key=storage.prefix + "gone").exists()
-
-
-@pytest.mark.django_db(databases=["default", *SERVER_DATABASES], transaction=True)
-@pytest.mark.parametrize("database", SERVER_DATABASES)
-class TestConcurrentWriters:
-    """16 threads each set 10 distinct keys in one session through separate stores."""
-
-    def test_no_lost_updates(self, database: str) -> None:
-        with sql_on(database):
-            session = SessionStore()
-            session.create()
-            final = write_concurrently(SessionStore, session.session_key)
-        assert set(final) == expected_keys()
-
-    def test_djangos_db_engine_loses_updates(self, database: str, settings: Any) -> None:
-        """Why the feature exists: the same work through Django's own db engine."""
-        settings.DATABASE_ROUTERS = [f"tests.routers.Everything{database.title()}"]
-        session = DjangoDBStore()
-        session.create()
-        final = write_concurrently(DjangoDBStore, session.session_key)
-        assert DjangoSession.objects.using(database).filter(pk=session.session_key).exists()
-        assert len(final) < len(expected_keys())
 
 
 @pytest.mark.django_db(databases=["default", "postgres"], transaction=True)

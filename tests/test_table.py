@@ -63,7 +63,6 @@ from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
 from django_azure_sessions.core.storage import Record, SessionTooLarge, utcnow
 
-from .concurrency import KEYS_PER_THREAD, THREADS, write_concurrently
 from .fixtures.engines import configured
 from .fixtures.table import ACCOUNT_KEY, ACCOUNT_NAME, TABLE_NAME, Azurite, table_settings
 from .fixtures.tls import self_signed_certificate
@@ -356,16 +355,6 @@ def test_one_request_to_load_and_one_to_save(azurite: Azurite, is_async: bool) -
 
 def _at(seconds: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-
-
-# No lost updates
-
-
-def test_sixteen_threads_lose_no_update(table_engine: type[Any]) -> None:
-    session = table_engine()
-    session.save()
-    final = write_concurrently(table_engine, session.session_key)
-    assert final == {f"t{t}-k{i}": i for t in range(THREADS) for i in range(KEYS_PER_THREAD)}
 
 
 # Size: data split over 64 KiB properties, refused above the entity limit
