@@ -26,7 +26,6 @@ did not write (bad header, wrong type) is logged as suspicious and read as no se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import hashlib
 import heapq
@@ -42,6 +41,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from ..conf import app_settings
 from ..core.session import StoreSession
+from ..core.steps import Steps, adrive, drive
 from ..core.storage import DamagedRecord, Deadline, Page, Record, Storage
 from ..exceptions import SessionStoreUnavailable
 from .redis_connection import (
@@ -113,6 +113,8 @@ Version = tuple[int, int, int]
 
 
 T = TypeVar("T")
+# What a save's steps ask of a driver: ("send", commands) or ("script_load", source).
+Request = tuple[str, Any]
 logger = logging.getLogger("django_azure_sessions")
 
 SCRIPTS = {script.sha: script for script in (UPDATE, FORGET_INDEX, INDEX)}
@@ -304,6 +306,40 @@ class RedisStorage(Storage):
             return results[0], _script_call(FORGET_INDEX, self.session_key(key), *args)
         return None, None
 
+    # Saving, written once: steps that ``_drive`` and ``_adrive`` carry out (see core.steps)
+
+    def _run_steps(self, commands: list[tuple[Any, ...]]) -> Steps[Request, list[Any]]:
+        """Run the commands in one round trip; load a script again if the server lost it."""
+        results: list[Any] = yield ("send", commands)
+        lost = [i for i, result in enumerate(results) if isinstance(result, self._noscript)]
+        if lost:
+            logger.debug("Redis lost its scripts (a restart or a failover): loading them again")
+            for sha in {commands[i][1] for i in lost}:
+                yield ("script_load", SCRIPTS[sha].source)
+            retried = yield ("send", [commands[i] for i in lost])
+            for i, result in zip(lost, retried, strict=True):
+                results[i] = result
+        return results
+
+    def _save_steps(self, record: Record, loaded: Record | None) -> Steps[Request, Version | None]:
+        commands, version = self._save_commands(record, loaded)
+        results = yield from self._run_steps(commands)
+        error, repair = self._failures(results, record.key, version)
+        if repair is not None:
+            try:
+                yield from self._run_steps([repair])
+            except (self._errors.RedisError, SessionStoreUnavailable) as exc:
+                # The next save writes the index entry again: nothing is lost but the entry.
+                logger.warning(
+                    "Redis: session %s… was saved but its user-index entry was not, and the "
+                    "repair failed too (%s)",
+                    record.key[:12],
+                    type(exc).__name__,
+                )
+        if error is not None:
+            raise error
+        return version if results[-1] else None
+
     # Sync API
 
     @property
@@ -415,42 +451,27 @@ class RedisStorage(Storage):
         except self._errors.ResponseError as error:
             return error
 
-    def _run(
-        self, operation: str, deadline: Deadline, commands: list[tuple[Any, ...]]
-    ) -> list[Any]:
-        """Run the commands in one round trip; load a script again if the server lost it."""
-        results = self._send(operation, deadline, commands)
-        lost = [i for i, result in enumerate(results) if isinstance(result, self._noscript)]
-        if lost:
-            for sha in {commands[i][1] for i in lost}:
-                source = SCRIPTS[sha].source
-                self._call(operation, deadline, partial(self._script_load, source))
-            retried = self._send(operation, deadline, [commands[i] for i in lost])
-            for i, result in zip(lost, retried, strict=True):
-                results[i] = result
-        return results
-
     def load(self, key: str) -> Record | None:
         value = self._send("load", Deadline(self.timeout), [("GET", self.session_key(key))])[0]
         return self._record(key, value, _now_ms())
 
-    def _save(self, operation: str, record: Record, loaded: Record | None) -> Version | None:
+    def _drive(self, operation: str, steps: Steps[Request, T]) -> T:
+        """Carry out ``steps`` on this thread's connection, within one budget."""
         deadline = Deadline(self.timeout)
-        commands, version = self._save_commands(record, loaded)
-        results = self._run(operation, deadline, commands)
-        error, repair = self._failures(results, record.key, version)
-        if repair is not None:
-            with contextlib.suppress(self._errors.RedisError, SessionStoreUnavailable):
-                self._run(operation, deadline, [repair])
-        if error is not None:
-            raise error
-        return version if results[-1] else None
+
+        def perform(request: Request) -> Any:
+            kind, argument = request
+            if kind == "send":
+                return self._send(operation, deadline, argument)
+            return self._call(operation, deadline, partial(self._script_load, argument))
+
+        return drive(steps, perform)
 
     def create(self, record: Record) -> Version | None:
-        return self._save("create", record, None)
+        return self._drive("create", self._save_steps(record, None))
 
     def update(self, record: Record, loaded: Record) -> Version | None:
-        return self._save("update", record, loaded)
+        return self._drive("update", self._save_steps(record, loaded))
 
     def delete(self, key: str) -> None:
         result = self._send("delete", Deadline(self.timeout), [("DEL", self.session_key(key))])
@@ -582,44 +603,28 @@ class RedisStorage(Storage):
 
         return await self._acall(operation, deadline, attempt)
 
-    async def _arun(
-        self, operation: str, deadline: Deadline, commands: list[tuple[Any, ...]]
-    ) -> list[Any]:
-        results = await self._asend(operation, deadline, commands)
-        lost = [i for i, result in enumerate(results) if isinstance(result, self._noscript)]
-        if lost:
-            for sha in {commands[i][1] for i in lost}:
-                source = SCRIPTS[sha].source
-                await self._acall(operation, deadline, partial(_ascript_load, source))
-            retried = await self._asend(operation, deadline, [commands[i] for i in lost])
-            for i, result in zip(lost, retried, strict=True):
-                results[i] = result
-        return results
-
     async def aload(self, key: str) -> Record | None:
         command = [("GET", self.session_key(key))]
         value = (await self._asend("load", Deadline(self.timeout), command))[0]
         return self._record(key, value, _now_ms())
 
-    async def _asave(
-        self, operation: str, record: Record, loaded: Record | None
-    ) -> Version | None:
+    async def _adrive(self, operation: str, steps: Steps[Request, T]) -> T:
+        """``_drive`` on the event loop's client."""
         deadline = Deadline(self.timeout)
-        commands, version = self._save_commands(record, loaded)
-        results = await self._arun(operation, deadline, commands)
-        error, repair = self._failures(results, record.key, version)
-        if repair is not None:
-            with contextlib.suppress(self._errors.RedisError, SessionStoreUnavailable):
-                await self._arun(operation, deadline, [repair])
-        if error is not None:
-            raise error
-        return version if results[-1] else None
+
+        async def perform(request: Request) -> Any:
+            kind, argument = request
+            if kind == "send":
+                return await self._asend(operation, deadline, argument)
+            return await self._acall(operation, deadline, partial(_ascript_load, argument))
+
+        return await adrive(steps, perform)
 
     async def acreate(self, record: Record) -> Version | None:
-        return await self._asave("create", record, None)
+        return await self._adrive("create", self._save_steps(record, None))
 
     async def aupdate(self, record: Record, loaded: Record) -> Version | None:
-        return await self._asave("update", record, loaded)
+        return await self._adrive("update", self._save_steps(record, loaded))
 
     async def adelete(self, key: str) -> None:
         command = [("DEL", self.session_key(key))]
