@@ -228,17 +228,11 @@ class RedisStorage(Storage):
 
     def _listed(self, ids: Sequence[str], values: list[Any], now: int) -> tuple[list[Record], int]:
         """The live records among a batch's ``values``, and how many values were damaged."""
-        records, damaged = [], 0
-        for key, value in zip(ids, values, strict=True):
-            try:
-                record = None if value is None else _parse(key, value, now, listing=True)
-            except DamagedRecord as exc:
-                self.damaged(key, str(exc))
-                damaged += 1
-                continue
-            if record is not None:
-                records.append(record)
-        return records, damaged
+        return self.readable(
+            (key, partial(_parse, key, value, now, listing=True))
+            for key, value in zip(ids, values, strict=True)
+            if value is not None
+        )
 
     def _save_commands(
         self, record: Record, loaded: Record | None
@@ -430,17 +424,26 @@ class RedisStorage(Storage):
             connection.disconnect()
 
     def _client_send(self, client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
-        if len(commands) == 1:
+        if len(commands) == 1:  # on Cluster a pipeline of one retries differently
             try:
                 return [client.execute_command(*commands[0])]
             except self._errors.ResponseError as error:
-                if isinstance(error, self._retried):  # CLUSTERDOWN
-                    raise
-                return [error]
+                return self._answers([error])
+        return self._answers(self._pipeline(client, commands).execute(raise_on_error=False))
+
+    @staticmethod
+    def _pipeline(client: Any, commands: list[tuple[Any, ...]]) -> Any:
         pipe = client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
-        return pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+        return pipe
+
+    def _answers(self, results: list[Any]) -> list[Any]:
+        """The replies of a pipeline; an error worth a retry (CLUSTERDOWN) is raised."""
+        for result in results:
+            if isinstance(result, self._retried):
+                raise result
+        return results
 
     def _script_load(self, source: str, left: float | None) -> Any:
         return self.client.script_load(source)
@@ -593,13 +596,9 @@ class RedisStorage(Storage):
                 try:
                     return [await client.execute_command(*commands[0])]
                 except self._errors.ResponseError as error:
-                    if isinstance(error, self._retried):  # CLUSTERDOWN
-                        raise
-                    return [error]
-            pipe = client.pipeline(transaction=False)
-            for command in commands:
-                pipe.execute_command(*command)
-            return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+                    return self._answers([error])
+            pipe = self._pipeline(client, commands)
+            return self._answers(await pipe.execute(raise_on_error=False))
 
         return await self._acall(operation, deadline, attempt)
 

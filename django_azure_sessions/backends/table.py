@@ -29,6 +29,7 @@ import json
 import re
 import string
 from collections.abc import Iterable
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 from ..conf import app_settings
@@ -561,18 +562,10 @@ class TableStorage(Storage):
                 "limit": limit,
             },
         )
-        records = []
-        damaged = 0
-        for entity in entities:
-            key = entity["RowKey"][2:]
-            try:
-                record = self._record(key, entity, now)
-            except DamagedRecord as exc:
-                self.damaged(key, str(exc))
-                damaged += 1
-                continue
-            if record is not None:
-                records.append(record)
+        records, damaged = self.readable(
+            (entity["RowKey"][2:], partial(self._record, entity["RowKey"][2:], entity, now))
+            for entity in entities
+        )
         last = entities[-1]["RowKey"][2:] if len(entities) == limit else None
         return Page(records, last, damaged)
 

@@ -11,7 +11,7 @@ import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
@@ -120,6 +120,24 @@ class Storage(abc.ABC):
         exc = SessionStoreUnavailable(self.engine, self.describe(), f"{operation}: {reason}")
         logger.warning("%s", exc)
         return exc
+
+    def readable(
+        self, stored: Iterable[tuple[str, Callable[[], Record | None]]]
+    ) -> tuple[list[Record], int]:
+        """The records that each ``(key, parse)`` of ``stored`` parses to, and how many were
+        damaged (each reported by ``damaged()``): for listings, which skip what is damaged."""
+        records: list[Record] = []
+        damaged = 0
+        for key, parse in stored:
+            try:
+                record = parse()
+            except DamagedRecord as exc:
+                self.damaged(key, str(exc))
+                damaged += 1
+                continue
+            if record is not None:
+                records.append(record)
+        return records, damaged
 
     def damaged(self, key: str, reason: str) -> None:
         """Log a stored value that cannot be read; the caller then treats it as absent."""
