@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
+import django_azure_sessions
 from django_azure_sessions.conf import app_settings
 
 SQL_ENGINE = "django_azure_sessions.backends.sql"
@@ -305,3 +309,45 @@ def test_a_key_written_with_a_space_is_refused_though_the_sdk_would_ignore_it() 
         AZURE_SESSIONS={"TABLE": table},
         DEFAULT_EXCEPTION_REPORTER_FILTER=FILTER,
     ) == {"django_azure_sessions.E043"}
+
+
+# Every id: one problem, created in one place, in its engine's range, listed once in README.md.
+
+PACKAGE = Path(django_azure_sessions.__file__).parent
+CHECK_ID = re.compile(r"(?:django_azure_sessions\.)?([EW]0\d\d)")
+RANGES = {
+    "checks.py": range(1, 10),
+    "backends/sql_checks.py": range(10, 20),
+    "backends/redis_checks.py": range(20, 40),
+    "backends/table_checks.py": range(40, 60),
+}
+
+
+def _ids_in_code() -> list[tuple[str, str]]:
+    """(id, module) for each string constant of the package that is a check id."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                match = CHECK_ID.fullmatch(node.value)
+                if match:
+                    found.append((match[1], path.relative_to(PACKAGE).as_posix()))
+    return found
+
+
+def _ids_in_readme() -> list[str]:
+    text = (PACKAGE.parent / "README.md").read_text()
+    section = text.split("\n## System checks\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `([EW]0\d\d)` \|", section, flags=re.MULTILINE)
+
+
+def test_each_id_is_created_once_in_its_engines_module_and_listed_once() -> None:
+    in_code = _ids_in_code()
+    created = [check_id for check_id, _ in in_code]
+    assert sorted(created) == sorted(set(created)), "an id is created in two places"
+    for check_id, module in in_code:
+        assert module in RANGES, f"{check_id} is created outside the check modules"
+        assert int(check_id[1:]) in RANGES[module], f"{check_id} is outside {module}'s range"
+    listed = _ids_in_readme()
+    assert sorted(listed) == sorted(set(listed)), "an id is listed twice in README.md"
+    assert set(listed) == set(created)
