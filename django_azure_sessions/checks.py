@@ -1,6 +1,8 @@
 """System checks: every misconfiguration of ``AZURE_SESSIONS`` is an error with an id and a hint.
 
-Ids: E001-E009 top level, E010-E019 SQL, E020-E039 REDIS, E040-E059 TABLE, W0xx warnings.
+The one place that registers them. Ids: E001-E009 top level (here), E010-E019 SQL, E020-E039
+REDIS, E040-E059 TABLE (in ``backends/<engine>_checks.py``); warnings W0xx likewise. Each id
+is one problem, and README.md's "System checks" table lists every one.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from .backends.redis_connection import check_redis
-from .backends.table_client import check_table
+from .backends import redis_checks, sql_checks, table_checks
 from .conf import (
     ON_UNAVAILABLE_CHOICES,
     SECTIONS,
@@ -29,41 +30,25 @@ OUR_MIDDLEWARE = "django_azure_sessions.middleware.SessionMiddleware"
 SectionCheck = Callable[[dict[str, Any]], list[CheckMessage]]
 
 
-def _error(number: int, msg: str, hint: str) -> Error:
-    return Error(msg, hint=hint, id=f"django_azure_sessions.E{number:03d}")
+def _error(check_id: str, msg: str, hint: str) -> Error:
+    return Error(msg, hint=hint, id=f"django_azure_sessions.{check_id}")
 
 
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def check_sql(section: dict[str, Any]) -> list[CheckMessage]:
-    errors: list[CheckMessage] = []
-    database = section.get("DATABASE", "default")
-    if not isinstance(database, str) or database not in settings.DATABASES:
-        errors.append(
-            _error(
-                11,
-                f"{SETTING_NAME}['SQL']['DATABASE'] is {database!r}, not an alias in DATABASES.",
-                f"Use one of: {', '.join(map(repr, settings.DATABASES))}.",
-            )
-        )
-    if not _positive_int(section.get("CLEAR_BATCH_SIZE", 1000)):
-        errors.append(
-            _error(
-                12,
-                f"{SETTING_NAME}['SQL']['CLEAR_BATCH_SIZE'] must be a positive integer.",
-                "The default, 1000, keeps each DELETE short.",
-            )
-        )
-    return errors
-
-
-# Engines add their section's checks here: {"SQL": check_sql, ...}.
-SECTION_CHECKS: dict[str, SectionCheck] = {"SQL": check_sql}
-SECTION_CHECKS["TABLE"] = check_table
-SECTION_CHECKS["REDIS"] = check_redis
-SECTION_ERROR_BASE = {"SQL": 10, "REDIS": 20, "TABLE": 40}
+SECTION_CHECKS: dict[str, SectionCheck] = {
+    "SQL": sql_checks.check_sql,
+    "REDIS": redis_checks.check_redis,
+    "TABLE": table_checks.check_table,
+}
+# Each section's (not a dict, unknown keys) ids, from its engine's range.
+SECTION_SHAPE_IDS = {
+    "SQL": sql_checks.SHAPE_IDS,
+    "REDIS": redis_checks.SHAPE_IDS,
+    "TABLE": table_checks.SHAPE_IDS,
+}
 
 
 @register(Tags.compatibility)
@@ -74,7 +59,7 @@ def check_settings(
     if not isinstance(config, dict):
         return [
             _error(
-                1,
+                "E001",
                 f"{SETTING_NAME} must be a dict, not {type(config).__name__}.",
                 'For example: AZURE_SESSIONS = {"REDIS": {"URL": "rediss://..."}}.',
             )
@@ -84,26 +69,28 @@ def check_settings(
     for key in sorted(config.keys() - known):
         errors.append(
             _error(
-                2, f"{SETTING_NAME} has an unknown key {key!r}.", f"Known keys: {sorted(known)}."
+                "E002",
+                f"{SETTING_NAME} has an unknown key {key!r}.",
+                f"Known keys: {sorted(known)}.",
             )
         )
     prefix = config.get("KEY_PREFIX", "")
     if not isinstance(prefix, str) or len(prefix) > 128:
         errors.append(
             _error(
-                3,
+                "E003",
                 f"{SETTING_NAME}['KEY_PREFIX'] must be a string of at most 128 characters.",
                 'Something short that names the site, like "shop:".',
             )
         )
     if not isinstance(config.get("HASH_KEYS", True), bool):
         errors.append(
-            _error(4, f"{SETTING_NAME}['HASH_KEYS'] must be True or False.", "Leave it True.")
+            _error("E004", f"{SETTING_NAME}['HASH_KEYS'] must be True or False.", "Leave it True.")
         )
     if not _positive_int(config.get("CONFLICT_RETRIES", 20)):
         errors.append(
             _error(
-                5,
+                "E005",
                 f"{SETTING_NAME}['CONFLICT_RETRIES'] must be a positive integer.",
                 "The default, 20, absorbs bursts of concurrent requests on one session.",
             )
@@ -116,7 +103,7 @@ def check_settings(
     ):
         errors.append(
             _error(
-                7,
+                "E007",
                 f"{SETTING_NAME}['TIMEOUT'] must be a number of seconds above 0 and at most "
                 f"{MAX_TIMEOUT}.",
                 "The default, 5, bounds what a stalled store costs a request, retries included.",
@@ -125,7 +112,7 @@ def check_settings(
     if config.get("ON_UNAVAILABLE", "raise") not in ON_UNAVAILABLE_CHOICES:
         errors.append(
             _error(
-                8,
+                "E008",
                 f'{SETTING_NAME}[\'ON_UNAVAILABLE\'] must be "raise" or "degrade".',
                 '"raise" answers 503 while the store is down; "degrade" serves the request '
                 "with an empty session that writes nothing.",
@@ -133,19 +120,23 @@ def check_settings(
         )
     for name in SECTIONS:
         section = config.get(name, {})
-        base = SECTION_ERROR_BASE[name]
+        not_a_dict, unknown_keys = SECTION_SHAPE_IDS[name]
         if not isinstance(section, dict):
             errors.append(
-                _error(base, f"{SETTING_NAME}[{name!r}] must be a dict.", "See the README.")
+                Error(
+                    f"{SETTING_NAME}[{name!r}] must be a dict.",
+                    hint="See the README.",
+                    id=not_a_dict,
+                )
             )
             continue
         unknown = sorted(section.keys() - section_keys(name))
         if unknown:
             errors.append(
-                _error(
-                    base,
+                Error(
                     f"{SETTING_NAME}[{name!r}] has unknown keys: {', '.join(unknown)}.",
-                    f"Known keys: {', '.join(sorted(section_keys(name)))}.",
+                    hint=f"Known keys: {', '.join(sorted(section_keys(name)))}.",
+                    id=unknown_keys,
                 )
             )
         if name in SECTION_CHECKS and _engine_in_use(name):
@@ -169,7 +160,7 @@ def check_installed(
     if "django_azure_sessions" not in apps:
         return [
             _error(
-                6,
+                "E006",
                 "SESSION_ENGINE is a django_azure_sessions engine, but the app is not installed.",
                 "Add 'django_azure_sessions' to INSTALLED_APPS.",
             )
@@ -200,7 +191,7 @@ def check_middleware(
     if isinstance(config, dict) and config.get("ON_UNAVAILABLE") == "degrade":
         return [
             _error(
-                9,
+                "E009",
                 f'{SETTING_NAME}["ON_UNAVAILABLE"] is "degrade", but MIDDLEWARE has Django\'s '
                 "SessionMiddleware, which deletes the cookie of a session it finds empty: "
                 "every user would be signed out during an outage.",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,14 +13,16 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
+import django_azure_sessions
 from django_azure_sessions.conf import app_settings
 
 SQL_ENGINE = "django_azure_sessions.backends.sql"
 
 
 def ids(**overrides: Any) -> set[str]:
+    """The ids of this package's checks that fail, with Django's own left out."""
     with override_settings(**overrides):
-        return {message.id for message in run_checks() if message.id}
+        return {m.id for m in run_checks() if m.id and m.id.startswith("django_azure_sessions.")}
 
 
 def test_checks_are_registered_and_bound_to_manage_py_check() -> None:
@@ -29,11 +34,7 @@ def test_checks_are_registered_and_bound_to_manage_py_check() -> None:
 
 
 def test_good_settings_pass() -> None:
-    assert not {
-        i
-        for i in ids(AZURE_SESSIONS={"KEY_PREFIX": "shop:", "SQL": {"DATABASE": "postgres"}})
-        if i.startswith("django_azure_sessions")
-    }
+    assert ids(AZURE_SESSIONS={"KEY_PREFIX": "shop:", "SQL": {"DATABASE": "postgres"}}) == set()
 
 
 @pytest.mark.parametrize(
@@ -51,8 +52,12 @@ def test_good_settings_pass() -> None:
         ({"TIMEOUT": 301}, "E007"),
         ({"TIMEOUT": True}, "E007"),
         ({"ON_UNAVAILABLE": "ignore"}, "E008"),
-        ({"SQL": "default"}, "E010"),
+        ({"SQL": "default"}, "E013"),
         ({"SQL": {"DATABSE": "default"}}, "E010"),
+        ({"REDIS": ["redis://a"]}, "E038"),
+        ({"REDIS": {"URL": "redis://a", "PASWORD": "x"}}, "E020"),
+        ({"TABLE": "UseDevelopmentStorage=true"}, "E051"),
+        ({"TABLE": {"CONECTION_STRING": "UseDevelopmentStorage=true"}}, "E040"),
         ({"SQL": {"DATABASE": "nowhere"}}, "E011"),
         ({"SQL": {"CLEAR_BATCH_SIZE": -1}}, "E012"),
         ({"SQL": {"CLEAR_BATCH_SIZE": "1000"}}, "E012"),
@@ -60,7 +65,7 @@ def test_good_settings_pass() -> None:
 )
 def test_each_mistake_has_its_error(azure_sessions: Any, expected: str) -> None:
     found = ids(SESSION_ENGINE=SQL_ENGINE, AZURE_SESSIONS=azure_sessions)
-    assert f"django_azure_sessions.{expected}" in found
+    assert found == {f"django_azure_sessions.{expected}"}
 
 
 def test_engine_checks_apply_only_to_the_engine_in_use() -> None:
@@ -68,7 +73,7 @@ def test_engine_checks_apply_only_to_the_engine_in_use() -> None:
         SESSION_ENGINE="django.contrib.sessions.backends.db",
         AZURE_SESSIONS={"SQL": {"DATABASE": "nowhere"}},
     )
-    assert "django_azure_sessions.E011" not in found
+    assert found == set()
 
 
 def test_engine_without_the_app_installed(settings: Any) -> None:
@@ -78,14 +83,15 @@ def test_engine_without_the_app_installed(settings: Any) -> None:
         from django.core.checks.registry import registry
 
         messages = registry.run_checks()
-        assert "django_azure_sessions.E006" in {m.id for m in messages}
+        found = {m.id for m in messages if str(m.id).startswith("django_azure_sessions.")}
+        assert found == {"django_azure_sessions.E006"}
         assert live.SESSION_ENGINE == SQL_ENGINE
 
 
 def test_app_listed_after_contrib_sessions_warns(settings: Any) -> None:
     apps = [a for a in settings.INSTALLED_APPS if a != "django_azure_sessions"]
     found = ids(SESSION_ENGINE=SQL_ENGINE, INSTALLED_APPS=[*apps, "django_azure_sessions"])
-    assert "django_azure_sessions.W001" in found
+    assert found == {"django_azure_sessions.W001"}
 
 
 def test_settings_follow_override_settings() -> None:
@@ -110,10 +116,12 @@ def test_app_listed_by_its_config_class(settings: Any) -> None:
         for a in settings.INSTALLED_APPS
     ]
     found = ids(SESSION_ENGINE=SQL_ENGINE, INSTALLED_APPS=apps)
-    assert not {i for i in found if i.startswith("django_azure_sessions")}
+    assert found == set()
 
 
 # W002: every secret AZURE_SESSIONS can hold, while Django's own reporter filter is in use.
+
+FILTER = "django_azure_sessions.debug.SafeExceptionReporterFilter"
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 TABLE_ENGINE = "django_azure_sessions.backends.table"
@@ -171,10 +179,8 @@ def test_each_secret_asks_for_the_reporter_filter(
     with override_settings(AZURE_SESSIONS=azure_sessions):
         (warning,) = [m for m in run_checks() if m.id == "django_azure_sessions.W002"]
     assert place in warning.msg
-    filter_path = "django_azure_sessions.debug.SafeExceptionReporterFilter"
-    assert "django_azure_sessions.W002" not in ids(
-        AZURE_SESSIONS=azure_sessions, DEFAULT_EXCEPTION_REPORTER_FILTER=filter_path
-    )
+    assert ids(AZURE_SESSIONS=azure_sessions) == {"django_azure_sessions.W002"}
+    assert ids(AZURE_SESSIONS=azure_sessions, DEFAULT_EXCEPTION_REPORTER_FILTER=FILTER) == set()
 
 
 @pytest.mark.parametrize(
@@ -188,7 +194,7 @@ def test_each_secret_asks_for_the_reporter_filter(
     ],
 )
 def test_no_secret_no_warning(azure_sessions: dict[str, Any]) -> None:
-    assert "django_azure_sessions.W002" not in ids(AZURE_SESSIONS=azure_sessions)
+    assert ids(AZURE_SESSIONS=azure_sessions) == set()
 
 
 # E043: a connection string the SDK refuses is refused by `manage.py check`, and only then.
@@ -265,14 +271,14 @@ def test_manage_py_check_refuses_a_connection_string_iff_the_sdk_does(
     connection_string: str,
 ) -> None:
     table = {"CONNECTION_STRING": connection_string}
-    with override_settings(SESSION_ENGINE=TABLE_ENGINE, AZURE_SESSIONS={"TABLE": table}):
-        messages = [m for m in run_checks() if m.id == "django_azure_sessions.E043"]
-        if _sdk_refuses(connection_string):
+    configured = {"SESSION_ENGINE": TABLE_ENGINE, "AZURE_SESSIONS": {"TABLE": table}}
+    with override_settings(**configured, DEFAULT_EXCEPTION_REPORTER_FILTER=FILTER):
+        messages = [m for m in run_checks() if m.id and m.id.startswith("django_azure_sessions")]
+        refused = _sdk_refuses(connection_string)
+        assert {m.id for m in messages} == ({"django_azure_sessions.E043"} if refused else set())
+        if refused:
             with pytest.raises(SystemCheckError, match=r"django_azure_sessions\.E043"):
                 call_command("check")
-            assert messages
-        else:
-            assert not messages
     for message in messages:
         assert ACCOUNT_KEY not in f"{message.msg} {message.hint}"
         assert "sig=x" not in f"{message.msg} {message.hint}"
@@ -280,8 +286,13 @@ def test_manage_py_check_refuses_a_connection_string_iff_the_sdk_does(
 
 def test_a_space_after_semicolon_is_named() -> None:
     table = {"CONNECTION_STRING": f"AccountName=a; AccountKey={ACCOUNT_KEY}"}
-    with override_settings(SESSION_ENGINE=TABLE_ENGINE, AZURE_SESSIONS={"TABLE": table}):
-        (message,) = [m for m in run_checks() if m.id == "django_azure_sessions.E043"]
+    with override_settings(
+        SESSION_ENGINE=TABLE_ENGINE,
+        AZURE_SESSIONS={"TABLE": table},
+        DEFAULT_EXCEPTION_REPORTER_FILTER=FILTER,
+    ):
+        (message,) = [m for m in run_checks() if str(m.id).startswith("django_azure_sessions")]
+    assert message.id == "django_azure_sessions.E043"
     assert "spaces around key names ('accountkey')" in message.msg
 
 
@@ -293,6 +304,50 @@ def test_a_key_written_with_a_space_is_refused_though_the_sdk_would_ignore_it() 
     )
     assert not _sdk_refuses(connection_string)
     table = {"CONNECTION_STRING": connection_string}
-    assert "django_azure_sessions.E043" in ids(
-        SESSION_ENGINE=TABLE_ENGINE, AZURE_SESSIONS={"TABLE": table}
-    )
+    assert ids(
+        SESSION_ENGINE=TABLE_ENGINE,
+        AZURE_SESSIONS={"TABLE": table},
+        DEFAULT_EXCEPTION_REPORTER_FILTER=FILTER,
+    ) == {"django_azure_sessions.E043"}
+
+
+# Every id: one problem, created in one place, in its engine's range, listed once in README.md.
+
+PACKAGE = Path(django_azure_sessions.__file__).parent
+CHECK_ID = re.compile(r"(?:django_azure_sessions\.)?([EW]0\d\d)")
+RANGES = {
+    "checks.py": range(1, 10),
+    "backends/sql_checks.py": range(10, 20),
+    "backends/redis_checks.py": range(20, 40),
+    "backends/table_checks.py": range(40, 60),
+}
+
+
+def _ids_in_code() -> list[tuple[str, str]]:
+    """(id, module) for each string constant of the package that is a check id."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                match = CHECK_ID.fullmatch(node.value)
+                if match:
+                    found.append((match[1], path.relative_to(PACKAGE).as_posix()))
+    return found
+
+
+def _ids_in_readme() -> list[str]:
+    text = (PACKAGE.parent / "README.md").read_text()
+    section = text.split("\n## System checks\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `([EW]0\d\d)` \|", section, flags=re.MULTILINE)
+
+
+def test_each_id_is_created_once_in_its_engines_module_and_listed_once() -> None:
+    in_code = _ids_in_code()
+    created = [check_id for check_id, _ in in_code]
+    assert sorted(created) == sorted(set(created)), "an id is created in two places"
+    for check_id, module in in_code:
+        assert module in RANGES, f"{check_id} is created outside the check modules"
+        assert int(check_id[1:]) in RANGES[module], f"{check_id} is outside {module}'s range"
+    listed = _ids_in_readme()
+    assert sorted(listed) == sorted(set(listed)), "an id is listed twice in README.md"
+    assert set(listed) == set(created)

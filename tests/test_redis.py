@@ -33,11 +33,11 @@ from django_azure_sessions.backends.redis import (
     RedisStorage,
     SessionStore,
 )
+from django_azure_sessions.backends.redis_checks import check_redis
 from django_azure_sessions.backends.redis_connection import (
     BACKOFF_BASE,
     BACKOFF_CAP,
     backoff,
-    check_redis,
     spec_from_settings,
 )
 from django_azure_sessions.conf import RedisSettings, app_settings
@@ -147,18 +147,18 @@ class TestChecks:
         ("section", "expected"),
         [
             ({}, "E021"),
-            ({"URL": "redis://a", "CACHE_ALIAS": "default"}, "E021"),
+            ({"URL": "redis://a", "CACHE_ALIAS": "default"}, "E034"),
             ({"URL": "http://example.com"}, "E022"),
             ({"URL": 6379}, "E022"),
             ({"URL": "redis://127.0.0.1/0?socket_timeout=soon"}, "E022"),
             ({"CACHE_ALIAS": "nope"}, "E023"),
             ({"CACHE_ALIAS": "default"}, "E024"),  # a LocMemCache
-            ({"URL": "redis://127.0.0.1/0", "OPTIONS": "socket_timeout=1"}, "E025"),
+            ({"URL": "redis://127.0.0.1/0", "OPTIONS": "socket_timeout=1"}, "E035"),
             ({"URL": "redis://127.0.0.1/0", "OPTIONS": {"sokcet_timeout": 1}}, "E025"),
             ({"URL": "redis://127.0.0.1/0", "OPTIONS": {"protocol": 5}}, "E025"),
             ({"URL": "redis://127.0.0.1/0", "CLUSTER": "yes"}, "E026"),
-            ({"URL": "unix:///tmp/redis.sock", "CLUSTER": True}, "E026"),
-            ({"CLUSTER": True, "SENTINELS": [("h", 26379)], "URL": "redis://h"}, "E026"),
+            ({"URL": "unix:///tmp/redis.sock", "CLUSTER": True}, "E037"),
+            ({"CLUSTER": True, "SENTINELS": [("h", 26379)], "URL": "redis://h"}, "E036"),
             ({"SENTINELS": ["10.0.0.1:26379"]}, "E027"),
             ({"SENTINELS": [("10.0.0.1", 26379)], "SENTINEL_SERVICE_NAME": ""}, "E028"),
             ({"SENTINELS": [("10.0.0.1", 26379)], "SENTINEL_OPTIONS": None}, "E029"),

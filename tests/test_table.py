@@ -50,10 +50,10 @@ from django_azure_sessions.backends.table import (
     TableStorageError,
     bucket_end,
 )
+from django_azure_sessions.backends.table_checks import check_table
 from django_azure_sessions.backends.table_client import (
     Connection,
     Runner,
-    check_table,
     connection_from_settings,
     environment_options,
     redact,
@@ -833,7 +833,8 @@ class _AsyncCredential:
     ("section", "expected"),
     [
         ({}, ["E042"]),
-        ({"CONNECTION_STRING": ""}, ["E043"]),
+        ({"CONNECTION_STRING": ""}, ["E052"]),
+        ({"CONNECTION_STRING": b"AccountName=a"}, ["E052"]),
         ({"CONNECTION_STRING": "AccountName=a"}, ["E043"]),
         (
             {"CONNECTION_STRING": "UseDevelopmentStorage=true", "ACCOUNT_URL": "https://a"},
@@ -862,15 +863,16 @@ def test_checks_are_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     with override_settings(
         SESSION_ENGINE="django_azure_sessions.backends.table", AZURE_SESSIONS={"TABLE": {}}
     ):
-        assert "django_azure_sessions.E042" in [m.id for m in checks.run_checks()]
+        found = [m.id for m in checks.run_checks() if str(m.id).startswith("django_azure")]
+        assert found == ["django_azure_sessions.E042"]
 
     def missing() -> Any:
         raise ImportError
 
-    monkeypatch.setattr("django_azure_sessions.backends.table_client.import_tables", missing)
-    assert "django_azure_sessions.E041" in checks_of(
-        {"CONNECTION_STRING": "UseDevelopmentStorage=true"}
-    )
+    monkeypatch.setattr("django_azure_sessions.backends.table_checks.import_tables", missing)
+    assert checks_of({"CONNECTION_STRING": "UseDevelopmentStorage=true"}) == [
+        "django_azure_sessions.E041"
+    ]
 
 
 def test_module_imports_without_the_sdk_and_says_what_to_install(

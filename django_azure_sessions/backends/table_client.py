@@ -26,14 +26,12 @@ No secret ever appears in a ``repr``, in a log line or in an exception raised he
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import contextlib
 import dataclasses
 import errno
 import inspect
 import os
-import re
 import ssl
 import threading
 import weakref
@@ -43,9 +41,7 @@ from types import ModuleType
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
-from django.core.checks import CheckMessage, Error, Warning
-
-from ..conf import SETTING_NAME, TableSettings
+from ..conf import TableSettings
 from ..core.steps import adrive, drive
 from ..core.storage import Deadline
 from ..exceptions import SessionStoreUnavailable
@@ -66,7 +62,6 @@ DEADLINE_OPTION = "session_deadline"
 # What the service answers when it cannot serve now: an outage, after azure-core's retries.
 UNAVAILABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEVELOPMENT_ENDPOINT = "http://127.0.0.1:10002/devstoreaccount1"
-_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 
 
 class TableStorageError(RuntimeError):
@@ -212,7 +207,7 @@ class Connection:
             return AzureNamedKeyCredential(value["account_name"], value["account_key"])
         if isinstance(value, str):
             return AzureSasCredential(value.lstrip("?"))
-        if is_async and is_token_credential(value) and not _is_async_credential(value):
+        if is_async and is_token_credential(value) and not is_async_credential(value):
             return AsyncTokenCredential(value)
         return value
 
@@ -345,7 +340,7 @@ def environment_options(url: str) -> dict[str, Any]:
     return options
 
 
-def _is_async_credential(value: Any) -> bool:
+def is_async_credential(value: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(value, "get_token", None))
 
 
@@ -655,229 +650,3 @@ async def _closing(client: Any) -> AsyncGenerator[None, None]:
         yield
     finally:
         await client.close()
-
-
-# System checks: E040 (section shape, in checks.py) to E059.
-
-
-def _error(number: int, msg: str, hint: str) -> Error:
-    return Error(
-        f"{SETTING_NAME}['TABLE']{msg}", hint=hint, id=f"django_azure_sessions.E{number:03d}"
-    )
-
-
-def _credential_error(value: Any) -> str | None:
-    """Why ``value`` is not a usable CREDENTIAL, or None if it is."""
-    if value is None or isinstance(value, str):
-        return None if value != "" else "is an empty string"
-    if isinstance(value, Mapping):
-        if set(value) != {"account_name", "account_key"} or not all(
-            isinstance(item, str) and item for item in value.values()
-        ):
-            return "as a dict must be exactly {'account_name': str, 'account_key': str}"
-        return None
-    if is_token_credential(value):
-        if _is_async_credential(value):
-            return "is an async token credential (azure.identity.aio)"
-        return None
-    if hasattr(value, "named_key") or hasattr(value, "signature"):
-        return None  # AzureNamedKeyCredential, AzureSasCredential
-    return f"is a {type(value).__name__}, which is not a credential"
-
-
-_KNOWN_KEYS = {
-    "accountkey",
-    "accountname",
-    "defaultendpointsprotocol",
-    "endpointsuffix",
-    "sharedaccesssignature",
-    "tableendpoint",
-    "tablesecondaryendpoint",
-    "usedevelopmentstorage",
-}
-
-
-def connection_string_problem(value: str) -> str | None:
-    """Why azure-data-tables would refuse ``value``, in words that hold none of its secrets.
-
-    What it refuses when the client is built (azure-core cannot parse it; no key or SAS
-    token; only a secondary endpoint), and on the first request, before anything is sent
-    (a host that is not one; an AccountKey that is not base64). azure-data-tables strips no
-    spaces: ``; AccountKey=...`` is an unknown key named " AccountKey".
-    """
-    if value.lower() == "usedevelopmentstorage=true":
-        return None
-    try:
-        pairs = parse_connection_string(value)
-    except ValueError:
-        names = [part.partition("=")[0].lower() for part in value.strip().rstrip(";").split(";")]
-        twice = sorted({name for name in names if names.count(name) > 1} & _KNOWN_KEYS)
-        if twice:
-            return f"names {', '.join(twice)} more than once"
-        return "is not Key=value pairs separated by ';' (azure-core cannot read it)"
-    spaced = sorted(name.strip() for name in pairs if name != name.strip())
-    if spaced:
-        known = ", ".join(repr(name) for name in spaced if name in _KNOWN_KEYS)
-        return (
-            f"has spaces around key names{f' ({known})' if known else ''}, which "
-            "azure-data-tables keeps: it does not find those keys"
-        )
-    if "usedevelopmentstorage" in pairs:
-        return (
-            "sets UseDevelopmentStorage: azure-data-tables reads only 'UseDevelopmentStorage=true'"
-        )
-    if "sharedaccesssignature" not in pairs and not {"accountname", "accountkey"} <= pairs.keys():
-        return "names no AccountName and AccountKey, nor a SharedAccessSignature"
-    if "tableendpoint" not in pairs and "tablesecondaryendpoint" in pairs:
-        return "names a TableSecondaryEndpoint without a TableEndpoint"
-    endpoint = endpoint_of(value)
-    if endpoint is None:
-        return "names no table endpoint: neither TableEndpoint nor AccountName"
-    from urllib3.util import parse_url
-
-    try:
-        parse_url(endpoint)
-    except ValueError:
-        return f"gives the table endpoint {redact(endpoint)!r}, which is not a URL"
-    if "accountname" in pairs and "accountkey" in pairs:
-        try:
-            base64.b64decode(pairs["accountkey"].encode())
-        except ValueError:
-            return "has an AccountKey that is not base64 (copy it whole)"
-    try:
-        import_tables().TableClient.from_connection_string(value, "sessions").close()
-    except ValueError as exc:  # what a later azure-data-tables may refuse besides
-        return f"is refused by azure-data-tables: {redact(str(exc))}"
-    return None
-
-
-def check_table(section: dict[str, Any]) -> list[CheckMessage]:
-    """The TABLE section's checks, run when the Table engine is the SESSION_ENGINE."""
-    errors: list[CheckMessage] = []
-    tables_installed = True
-    try:
-        import_tables()
-    except ImportError:
-        tables_installed = False
-        errors.append(
-            _error(
-                41,
-                " is used, but azure-data-tables is not installed.",
-                f"Install the engine's extra: {INSTALL_HINT}",
-            )
-        )
-    connection_string = section.get("CONNECTION_STRING")
-    account_url = section.get("ACCOUNT_URL")
-    credential = section.get("CREDENTIAL")
-    if connection_string is not None:
-        if not isinstance(connection_string, str) or not connection_string:
-            errors.append(
-                _error(
-                    43,
-                    "['CONNECTION_STRING'] must be a non-empty string.",
-                    "Copy it from the storage account's 'Access keys' page, or use "
-                    "'UseDevelopmentStorage=true' for Azurite.",
-                )
-            )
-        elif tables_installed:
-            problem = connection_string_problem(connection_string)
-            if problem is not None:
-                errors.append(
-                    _error(
-                        43,
-                        f"['CONNECTION_STRING'] {problem}.",
-                        "Copy it from the storage account's 'Access keys' page as it is: "
-                        "Key=value pairs separated by ';', nothing around ';' or '=', with "
-                        "AccountName and AccountKey (or TableEndpoint and SharedAccessSignature).",
-                    )
-                )
-        if account_url is not None or credential is not None:
-            errors.append(
-                Warning(
-                    f"{SETTING_NAME}['TABLE'] has CONNECTION_STRING and also ACCOUNT_URL or "
-                    "CREDENTIAL; the connection string wins and they are ignored.",
-                    hint="Keep one way of connecting.",
-                    id="django_azure_sessions.W040",
-                )
-            )
-    elif account_url is None:
-        errors.append(
-            _error(
-                42,
-                " says nowhere to connect.",
-                "Set CONNECTION_STRING, or ACCOUNT_URL (https://<account>.table.core.windows.net) "
-                "with CREDENTIAL.",
-            )
-        )
-    else:
-        parts = urlsplit(account_url) if isinstance(account_url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            errors.append(
-                _error(
-                    44,
-                    "['ACCOUNT_URL'] must be an http(s) URL.",
-                    "For example https://<account>.table.core.windows.net, or "
-                    "https://<account>.table.cosmos.azure.com for Cosmos DB for Table.",
-                )
-            )
-        else:
-            problem = _credential_error(credential)
-            if problem is not None:
-                errors.append(
-                    _error(
-                        45,
-                        f"['CREDENTIAL'] {problem}.",
-                        "Use {'account_name': ..., 'account_key': ...}, a SAS token string, "
-                        "an AzureNamedKeyCredential or AzureSasCredential, or a synchronous "
-                        "token credential such as azure.identity.DefaultAzureCredential() "
-                        "(the async paths use it too).",
-                    )
-                )
-            elif credential is None and "sig=" not in parts.query:
-                errors.append(
-                    _error(
-                        46,
-                        "['ACCOUNT_URL'] is set without CREDENTIAL and holds no SAS token.",
-                        "Set CREDENTIAL, e.g. azure.identity.DefaultAzureCredential() for a "
-                        "managed identity.",
-                    )
-                )
-            elif is_token_credential(credential) and parts.scheme != "https":
-                errors.append(
-                    _error(
-                        47,
-                        "['ACCOUNT_URL'] must be https:// with a token credential.",
-                        "Microsoft Entra ID tokens are only ever sent over TLS.",
-                    )
-                )
-    table_name = section.get("TABLE_NAME", "djangosessions")
-    if (
-        not isinstance(table_name, str)
-        or not _TABLE_NAME.fullmatch(table_name)
-        or table_name.lower() == "tables"
-    ):
-        errors.append(
-            _error(
-                48,
-                f"['TABLE_NAME'] {table_name!r} is not a valid table name.",
-                "3 to 63 letters and digits, starting with a letter (not 'tables').",
-            )
-        )
-    if not isinstance(section.get("CREATE_TABLE", True), bool):
-        errors.append(
-            _error(
-                49,
-                "['CREATE_TABLE'] must be True or False.",
-                "True creates the table on the first save; False expects it to exist.",
-            )
-        )
-    options = section.get("OPTIONS", {})
-    if not isinstance(options, dict) or not all(isinstance(key, str) for key in options):
-        errors.append(
-            _error(
-                50,
-                "['OPTIONS'] must be a dict of TableClient keyword arguments.",
-                'For example {"read_timeout": 5, "retry_total": 3}.',
-            )
-        )
-    return errors
