@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import errno
 import inspect
+import logging
 import os
 import ssl
 import threading
@@ -46,6 +47,8 @@ from ..core.steps import adrive, drive
 from ..core.storage import Deadline
 from ..exceptions import SessionStoreUnavailable
 from ..secrets import redact
+
+logger = logging.getLogger("django_azure_sessions")
 
 INSTALL_HINT = "pip install 'django-azure-sessions[table]'"
 
@@ -503,7 +506,7 @@ class Runner:
             try:
                 return method(*call.args, **self._kwargs(call, deadline))
             except self._no_response as exc:
-                if not (call.resend and self._dropped(exc)):
+                if not self._resends(call, exc):
                     raise
             return method(*call.args, **self._kwargs(call, deadline))
         except self._azure_error as exc:
@@ -512,6 +515,13 @@ class Runner:
         with contextlib.suppress(self._exists):
             client.create_table(**{DEADLINE_OPTION: deadline})
         return method(*call.args, **self._kwargs(call, deadline))
+
+    def _resends(self, call: Call, exc: Exception) -> bool:
+        """Whether ``call`` goes out once more after ``exc`` (see ``_dropped``)."""
+        if not (call.resend and self._dropped(exc)):
+            return False
+        logger.debug("Table: the connection of a %s was dropped: sending it again", call.method)
+        return True
 
     def _dropped(self, exc: Exception) -> bool:
         """Whether the connection was closed or reset under the request, without a response.
@@ -594,7 +604,7 @@ class Runner:
             try:
                 return await method(*call.args, **self._kwargs(call, deadline))
             except self._no_response as exc:
-                if not (call.resend and self._dropped(exc)):
+                if not self._resends(call, exc):
                     raise
             return await method(*call.args, **self._kwargs(call, deadline))
         except self._azure_error as exc:
