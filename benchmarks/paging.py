@@ -14,6 +14,7 @@ import argparse
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         for number, seconds, records in timings:
             if number in (1, 2, 10, 25, 50) or number == timings[-1][0]:
                 print(f"page {number:3d}: {seconds * 1000:9.1f} ms, {records} records")
+        median = statistics.median(seconds for _, seconds, _ in timings)
+        print(f"median of {len(timings)} pages: {median * 1000:.1f} ms")
         storage.close()
     finally:
         server.terminate()

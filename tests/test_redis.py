@@ -910,6 +910,24 @@ class TestSentinel:
 
 
 class TestCluster:
+    def test_pages_keep_key_order_on_the_cluster(self, redis_cluster_engine: type[Any]) -> None:
+        store = storage()
+        made = sorted(keys.storage_id(saved(n=n).session_key) for n in range(8))
+        for lister in (store.page, async_to_sync(store.apage)):
+            seen: list[str] = []
+            cursor = None
+            while True:
+                page = lister(cursor, 3)
+                assert len(page.records) <= 3
+                seen += [r.key for r in page.records]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+                assert cursor == "k" + seen[-1]
+            assert seen == made
+            with pytest.raises(ValueError, match="Not a cursor of"):
+                lister("r12", 3)
+
     def test_sessions_spread_over_the_masters_by_their_id(
         self, redis_cluster_engine: type[Any], redis_cluster: list[RedisServer]
     ) -> None:
