@@ -548,7 +548,7 @@ class RedisStorage(Storage):
                 return Page(records, f"r{scan}", damaged)
 
     def records(self, batch_size: int = 500) -> Iterator[Record | None]:
-        """Every live record, in no order: one pass of SCAN (``page()`` scans once a page);
+        """Every live record, in SCAN order: one pass of SCAN, as the pages together make;
         None for each damaged value skipped."""
         for ids in self._scan_ids():
             for start in range(0, len(ids), batch_size):
