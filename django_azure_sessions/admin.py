@@ -111,9 +111,7 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def list_view(self, request: HttpRequest) -> HttpResponse:
         storage = self._storage(request)
         user_id = request.GET.get("user", "").strip()
-        cursor = request.GET.get("cursor") or None
-        if cursor is not None and not keys.is_storage_id(cursor):
-            raise Http404("No such page of sessions.")
+        cursor = request.GET.get("cursor") or None  # the engine's own, opaque here
         records: list[Record] = []
         next_cursor = None
         if storage is not None:
@@ -122,7 +120,10 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             elif user_id:
                 records = sorted(storage.user_records(user_id), key=lambda r: r.key)
             else:
-                page = storage.page(cursor, limit=PAGE_SIZE)
+                try:
+                    page = storage.page(cursor, limit=PAGE_SIZE)
+                except ValueError:
+                    raise Http404("No such page of sessions.") from None
                 records, next_cursor = list(page.records), page.next_cursor
         context = self._context(
             request,

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from importlib import import_module
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -218,16 +219,26 @@ def test_pages_of_sessions(
     monkeypatch.setattr(sessions_admin, "PAGE_SIZE", 2)
     listed: list[str] = []
     params: dict[str, str] = {}
-    for _ in range(10):
+    for _ in range(10_000):
         response = superuser.get(LIST, params)
+        assert response.status_code == 200
         records = response.context["records"]
         assert len(records) <= 2
         listed += [record.key for record in records]
-        if response.context["next_cursor"] is None:
+        cursor = response.context["next_cursor"]
+        if cursor is None:
+            assert "Next page" not in response.content.decode()
             break
-        params = {"cursor": response.context["next_cursor"]}
-    assert listed == sorted(set(listed))  # in key order, none twice
-    assert made <= set(listed)  # the admin's own session is listed too
+        assert f"?cursor={quote(cursor)}" in response.content.decode()
+        params = {"cursor": cursor}  # the engine's own: passed back unchanged
+    assert made <= set(listed)  # in the engine's order; the admin's own session is listed too
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "r1x", "k" + "0" * 10, "../etc"])
+def test_a_cursor_the_engine_did_not_make_is_a_404(
+    engine: type[Any], superuser: Client, cursor: str
+) -> None:
+    assert superuser.get(LIST, {"cursor": cursor}).status_code == 404
 
 
 def test_an_engine_of_django_is_said_to_be_unsupported(superuser: Client) -> None:

@@ -548,19 +548,36 @@ def test_user_records_follow_the_signed_in_user(engine: type[Any], api: API) -> 
 
 
 def test_page_lists_live_records(engine: type[Any], api: API) -> None:
+    """Following the engine's cursors lists every live record and no expired one, whatever
+    the order (Redis lists in SCAN order and may list a record twice)."""
     storage = engine.get_storage()
+    lister = async_to_sync(storage.apage) if api.is_async else storage.page
     made = {keys.storage_id(saved_session(engine, api, n=i).session_key) for i in range(5)}
+    dead = engine()
+    api.set(dead, "a", 1)
+    api(dead, "set_expiry", -10)
+    api(dead, "save")
     seen: list[str] = []
     cursor = None
-    for _ in range(10):
-        page = storage.page(cursor, limit=2)
-        seen.extend(record.key for record in page.records)
+    for _ in range(10_000):
+        page = lister(cursor, 2)
         assert len(page.records) <= 2
+        assert all(record.expires > utcnow() for record in page.records)
+        seen.extend(record.key for record in page.records)
         cursor = page.next_cursor
         if cursor is None:
             break
     assert made <= set(seen)
-    assert len(seen) == len(set(seen))
+    assert keys.storage_id(dead.session_key) not in seen
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "r-1", "r1x", "k", "0" * 63, "\x00", "r0"])
+def test_page_refuses_a_cursor_it_did_not_make(engine: type[Any], cursor: str) -> None:
+    storage = engine.get_storage()
+    with pytest.raises(ValueError, match="Not a cursor of"):
+        storage.page(cursor, 2)
+    with pytest.raises(ValueError, match="Not a cursor of"):
+        async_to_sync(storage.apage)(cursor, 2)
 
 
 # Through Django's SessionMiddleware

@@ -388,19 +388,46 @@ class TestStorage:
         assert async_to_sync(store.auser_records)("9") == []
         assert [r.key for r in store.user_records("10")] == [keys.storage_id(second.session_key)]
 
-    def test_page_walks_every_session_in_key_order(self, redis_engine: type[SessionStore]) -> None:
+    def test_page_walks_every_session_in_scan_order(
+        self, redis_engine: type[SessionStore], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         store = storage()
-        made = sorted(keys.storage_id(saved(n=n).session_key) for n in range(7))
+        made = {keys.storage_id(saved(n=n).session_key) for n in range(7)}
+        scans: list[int] = []
+        scan = store.client.scan
+        monkeypatch.setattr(store.client, "scan", lambda c, **kw: scans.append(c) or scan(c, **kw))
         for lister in (store.page, async_to_sync(store.apage)):
-            seen, cursor = [], None
+            seen: list[str] = []
+            cursor = None
             while True:
                 page = lister(cursor, 3)
+                assert len(page.records) <= 3
                 seen += [r.key for r in page.records]
                 assert all(r.created is not None and r.updated is not None for r in page.records)
                 cursor = page.next_cursor
                 if cursor is None:
                     break
-            assert seen == made
+                assert cursor.startswith("r")
+                if lister == store.page:  # the next page goes on from Redis' cursor
+                    scans.clear()
+                    page = store.page(cursor, 3)
+                    assert scans[0] == int(cursor[1:].partition(":")[0])
+            assert made <= set(seen)
+
+    def test_a_page_ends_within_a_scan_step_and_the_next_resumes_there(
+        self, redis_engine: type[SessionStore]
+    ) -> None:
+        store = storage()
+        made = {keys.storage_id(saved(n=n).session_key) for n in range(5)}
+        first = store.page(None, 1)
+        seen = [r.key for r in first.records]
+        cursor = first.next_cursor
+        while cursor is not None:
+            page = store.page(cursor, 1)
+            seen += [r.key for r in page.records]
+            cursor = page.next_cursor
+        assert made <= set(seen)
+        assert len(seen) == len(set(seen))  # nothing changed meanwhile: no key twice
 
     def test_index_failure_makes_the_next_save_rewrite_it(
         self, redis_engine: type[SessionStore]
@@ -843,6 +870,24 @@ class TestSentinel:
 
 
 class TestCluster:
+    def test_pages_keep_key_order_on_the_cluster(self, redis_cluster_engine: type[Any]) -> None:
+        store = storage()
+        made = sorted(keys.storage_id(saved(n=n).session_key) for n in range(8))
+        for lister in (store.page, async_to_sync(store.apage)):
+            seen: list[str] = []
+            cursor = None
+            while True:
+                page = lister(cursor, 3)
+                assert len(page.records) <= 3
+                seen += [r.key for r in page.records]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+                assert cursor == "k" + seen[-1]
+            assert seen == made
+            with pytest.raises(ValueError, match="Not a cursor of"):
+                lister("r12", 3)
+
     def test_sessions_spread_over_the_masters_by_their_id(
         self, redis_cluster_engine: type[Any], redis_cluster: list[RedisServer]
     ) -> None:

@@ -32,6 +32,7 @@ import heapq
 import itertools
 import logging
 import os
+import re
 import struct
 import threading
 import time
@@ -40,8 +41,9 @@ from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 from ..conf import app_settings
+from ..core.keys import is_storage_id
 from ..core.session import StoreSession
-from ..core.steps import Steps, adrive, drive
+from ..core.steps import Call, Steps, adrive, drive
 from ..core.storage import DamagedRecord, Deadline, Page, Record, Storage
 from ..exceptions import SessionStoreUnavailable
 from .redis_connection import (
@@ -513,22 +515,63 @@ class RedisStorage(Storage):
         return [record for record in records if record.user_id == user_id]
 
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
-        """Redis keeps no order: each page scans the sessions (SCAN, so never blocking Redis)."""
+        """Records in SCAN order, the cursor carrying Redis' own: a page costs one page of work.
+
+        SCAN may return a key twice, so a session may show on two pages. On Cluster, SCAN is
+        per node: there the pages keep key order, and each one scans every session key.
+        """
+        if self.spec.mode == "cluster":
+            return self._ordered_page(_ordered_cursor(cursor), limit)
+        return drive(self._page(_scan_cursor(cursor), limit), self._perform_listing)
+
+    def _perform_listing(self, call: Call) -> Any:
+        if call.method == "scan":
+            return self.client.scan(*call.args, match=self._pattern, count=SCAN_COUNT)
+        return self._load_many(*call.args)
+
+    def _ordered_page(self, after: str | None, limit: int) -> Page:
         records: list[Record] = []
         damaged = 0
         while len(records) < limit:
             wanted = limit - len(records)
-            ids = _smallest(self._scan_ids(), cursor, wanted)
+            ids = _smallest(self._scan_ids(), after, wanted)
             found, bad = self._load_many(ids)
             records.extend(found)
             damaged += bad
             if len(ids) < wanted:
                 break
-            cursor = ids[-1]
-        return Page(records, records[-1].key if len(records) == limit else None, damaged)
+            after = ids[-1]
+        return Page(records, "k" + records[-1].key if len(records) == limit else None, damaged)
+
+    def _page(self, start: tuple[int, str | None], limit: int) -> Steps[Call, Page]:
+        """Steps of a page from ``start``: a SCAN cursor, and the last id already listed of the
+        keys that SCAN step returns (a page can end within one step's keys)."""
+        scan, after = start
+        records: list[Record] = []
+        damaged = 0
+        while True:
+            following, found = yield Call("scan", (scan,))
+            offset = len(self._sessions)
+            ids = sorted({key.decode()[offset:-1] for key in found})  # sorted: resumable
+            if after is not None:
+                ids, after = [i for i in ids if i > after], None
+            done = 0
+            while done < len(ids) and len(records) < limit:
+                batch = ids[done : done + limit - len(records)]
+                listed, bad = yield Call("load_many", (batch,))
+                records += listed
+                damaged += bad
+                done += len(batch)
+            if done < len(ids):
+                return Page(records, f"r{scan}:{ids[done - 1]}", damaged)
+            scan = int(following)
+            if scan == 0:
+                return Page(records, None, damaged)
+            if len(records) >= limit:
+                return Page(records, f"r{scan}", damaged)
 
     def records(self, batch_size: int = 500) -> Iterator[Record | None]:
-        """Every live record, in no order: one pass of SCAN (``page()`` scans once a page);
+        """Every live record, in SCAN order: one pass of SCAN, as the pages together make;
         None for each damaged value skipped."""
         for ids in self._scan_ids():
             for start in range(0, len(ids), batch_size):
@@ -536,9 +579,13 @@ class RedisStorage(Storage):
                 yield from found
                 yield from itertools.repeat(None, damaged)
 
+    @property
+    def _pattern(self) -> str:
+        return _glob_escape(self._sessions) + "*"
+
     def _scan_ids(self) -> Iterable[list[str]]:
         start = len(self._sessions)
-        keys = self.client.scan_iter(match=_glob_escape(self._sessions) + "*", count=SCAN_COUNT)
+        keys = self.client.scan_iter(match=self._pattern, count=SCAN_COUNT)
         for batch in _batches(keys):
             yield [key.decode()[start:-1] for key in batch]
 
@@ -674,20 +721,31 @@ class RedisStorage(Storage):
         return [record for record in records if record.user_id == user_id]
 
     async def apage(self, cursor: str | None = None, limit: int = 100) -> Page:
+        if self.spec.mode == "cluster":
+            return await self._aordered_page(_ordered_cursor(cursor), limit)
+        return await adrive(self._page(_scan_cursor(cursor), limit), self._aperform_listing)
+
+    async def _aperform_listing(self, call: Call) -> Any:
+        if call.method == "scan":
+            client = await self.aclient()
+            return await client.scan(*call.args, match=self._pattern, count=SCAN_COUNT)
+        return await self._aload_many(*call.args)
+
+    async def _aordered_page(self, after: str | None, limit: int) -> Page:
         records: list[Record] = []
         damaged = 0
         while len(records) < limit:
             wanted = limit - len(records)
             ids: list[str] = []
             async for batch in self._ascan_ids():
-                ids = _smallest([ids, batch], cursor, wanted)
+                ids = _smallest([ids, batch], after, wanted)
             found, bad = await self._aload_many(ids)
             records.extend(found)
             damaged += bad
             if len(ids) < wanted:
                 break
-            cursor = ids[-1]
-        return Page(records, records[-1].key if len(records) == limit else None, damaged)
+            after = ids[-1]
+        return Page(records, "k" + records[-1].key if len(records) == limit else None, damaged)
 
     async def _ascan_ids(self) -> AsyncIterator[list[str]]:
         client = await self.aclient()
@@ -712,6 +770,31 @@ def _batches(items: Iterable[Any], size: int = BATCH) -> Iterable[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+_SCAN_CURSOR = re.compile(r"r([1-9][0-9]{0,19})|r(0|[1-9][0-9]{0,19}):(.+)", re.ASCII)
+
+
+def _scan_cursor(cursor: str | None) -> tuple[int, str | None]:
+    """The SCAN cursor and last listed id of a page's cursor ("r<scan>" or "r<scan>:<id>")."""
+    if cursor is None:
+        return 0, None
+    match = _SCAN_CURSOR.fullmatch(cursor)
+    if match is None or (match[3] is not None and not is_storage_id(match[3])):
+        raise ValueError("Not a cursor of the Redis engine.")
+    scan = int(match[1] or match[2])
+    if scan >= 2**64:
+        raise ValueError("Not a cursor of the Redis engine.")
+    return scan, match[3]
+
+
+def _ordered_cursor(cursor: str | None) -> str | None:
+    """The last listed id of a Cluster page's cursor ("k<id>")."""
+    if cursor is None:
+        return None
+    if not cursor.startswith("k") or not is_storage_id(cursor[1:]):
+        raise ValueError("Not a cursor of the Redis engine on Cluster.")
+    return cursor[1:]
 
 
 def _smallest(batches: Iterable[list[str]], after: str | None, count: int) -> list[str]:

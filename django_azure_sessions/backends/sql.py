@@ -36,7 +36,7 @@ from django.utils import timezone
 from ..conf import app_settings
 from ..core import keys
 from ..core.session import StoreSession
-from ..core.storage import DamagedRecord, Page, Record, Storage, utcnow
+from ..core.storage import DamagedRecord, Page, Record, Storage, key_cursor, utcnow
 from ..models import Session
 
 logger = logging.getLogger("django_azure_sessions")
@@ -396,6 +396,7 @@ class SQLStorage(Storage):
         return self._read(live.order_by("key").values_list("key", flat=True))[0]
 
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
+        cursor = key_cursor(cursor)
         live = self._queryset().filter(expires__gt=_to_django(utcnow())).order_by("key")
         if cursor is not None:
             live = live.filter(key__gt=self.prefix + cursor)

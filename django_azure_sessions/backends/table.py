@@ -41,6 +41,7 @@ from ..core.storage import (
     Record,
     SessionTooLarge,
     Storage,
+    key_cursor,
     utcnow,
 )
 from ..secrets import redact
@@ -602,7 +603,7 @@ class TableStorage(Storage):
         return self.runner.run(self._user_records(user_id))
 
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
-        return self.runner.run(self._page(cursor, limit))
+        return self.runner.run(self._page(key_cursor(cursor), limit))
 
     async def aload(self, key: str) -> Record | None:
         return await self.runner.arun(self._load(key), "load", Deadline(self.timeout))
@@ -627,7 +628,7 @@ class TableStorage(Storage):
         return await self.runner.arun(self._user_records(user_id))
 
     async def apage(self, cursor: str | None = None, limit: int = 100) -> Page:
-        return await self.runner.arun(self._page(cursor, limit))
+        return await self.runner.arun(self._page(key_cursor(cursor), limit))
 
     def close(self) -> None:
         self.runner.close()

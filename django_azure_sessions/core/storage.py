@@ -19,6 +19,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from ..exceptions import SessionStoreUnavailable
+from . import keys
 
 logger = logging.getLogger("django_azure_sessions")
 security_logger = logging.getLogger("django.security.SuspiciousSession")
@@ -43,7 +44,13 @@ class Record:
 
 @dataclasses.dataclass(frozen=True)
 class Page:
-    """A page of records in key order; pass ``next_cursor`` back to get the next page.
+    """A page of at most ``limit`` records; pass ``next_cursor`` back to get the next page.
+
+    ``next_cursor`` is None on the last page. Otherwise it is opaque: a string for the caller
+    to pass back unchanged, meaningful only to the engine that made it. Engines check the
+    cursors they are given and raise ValueError on one they did not make. The order of the
+    records is the engine's: SQL and Table list in key order, Redis in SCAN order (where a
+    record may show on two pages).
 
     ``damaged`` counts the stored values on this page that could not be read: they are
     skipped (and logged as suspicious), never returned.
@@ -52,6 +59,13 @@ class Page:
     records: Sequence[Record]
     next_cursor: str | None
     damaged: int = 0
+
+
+def key_cursor(cursor: str | None) -> str | None:
+    """The cursor of engines that page in key order: the last stored id listed."""
+    if cursor is not None and not keys.is_storage_id(cursor):
+        raise ValueError("Not a cursor of this engine.")
+    return cursor
 
 
 class SessionTooLarge(ValueError):
@@ -187,10 +201,11 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
-        """Return up to ``limit`` live records after ``cursor``, in key order."""
+        """Return up to ``limit`` live records from ``cursor`` (None: the first page; else a
+        ``next_cursor`` of this engine), in the engine's order; ValueError on a bad cursor."""
 
     def records(self, batch_size: int = 500) -> Iterator[Record | None]:
-        """Every live record, read ``batch_size`` at a time (in key order here; engines that
+        """Every live record, read ``batch_size`` at a time (in ``page()``'s order; engines that
         can list faster in another order may), and None for each damaged value skipped."""
         cursor = None
         while True:
