@@ -30,7 +30,6 @@ from django_azure_sessions import SessionStoreUnavailable, checks
 from django_azure_sessions.backends.redis import (
     INDEX,
     UPDATE,
-    RedisStorage,
     SessionStore,
 )
 from django_azure_sessions.backends.redis_checks import check_redis
@@ -46,6 +45,7 @@ from django_azure_sessions.core.session import USER_ID_KEY
 
 from .fixtures.engines import configured, make_record
 from .fixtures.redis import RedisServer, free_port, wait_until
+from .fixtures.redis_stores import saved, storage
 from .fixtures.tls import self_signed_certificate
 
 ENGINE = "django_azure_sessions.backends.redis"
@@ -55,17 +55,6 @@ ENGINE = "django_azure_sessions.backends.redis"
 def redis_on(**redis_settings: Any) -> Iterator[type[SessionStore]]:
     """The engine configured with ``AZURE_SESSIONS["REDIS"] = redis_settings``."""
     yield from configured("redis", {"REDIS": redis_settings})
-
-
-def storage() -> RedisStorage:
-    return SessionStore.get_storage()  # type: ignore[return-value]
-
-
-def saved(**data: Any) -> SessionStore:
-    session = SessionStore()
-    session.update(data)
-    session.save()
-    return session
 
 
 class CommandCounter:

@@ -30,7 +30,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from django_azure_sessions import SessionStoreUnavailable
-from django_azure_sessions.backends.redis import HEADER, NO_USER, RedisStorage, SessionStore
+from django_azure_sessions.backends.redis import HEADER, NO_USER, SessionStore
 from django_azure_sessions.backends.redis_connection import spec_from_settings
 from django_azure_sessions.conf import RedisSettings
 from django_azure_sessions.core import keys
@@ -42,22 +42,11 @@ from .fixtures.demo import demo_site
 from .fixtures.engines import configured
 from .fixtures.proxy import StallingProxy
 from .fixtures.redis import REDIS_CLI, RedisServer, delete_prefix, wait_until
+from .fixtures.redis_stores import PROTOCOLS, saved, storage
 
 ENGINE = "django_azure_sessions.backends.redis"
 SQL_ENGINE = "django_azure_sessions.backends.sql"
 SUSPICIOUS = "django.security.SuspiciousSession"
-PROTOCOLS = [pytest.param(2, id="resp2"), pytest.param(3, id="resp3")]
-
-
-def storage() -> RedisStorage:
-    return SessionStore.get_storage()  # type: ignore[return-value]
-
-
-def saved(**data: Any) -> SessionStore:
-    session = SessionStore()
-    session.update(data)
-    session.save()
-    return session
 
 
 @contextlib.contextmanager

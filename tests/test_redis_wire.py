@@ -18,24 +18,12 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from django_azure_sessions import SessionStoreUnavailable
-from django_azure_sessions.backends.redis import UPDATE, RedisStorage, SessionStore
+from django_azure_sessions.backends.redis import UPDATE, SessionStore
 from django_azure_sessions.backends.redis_wire import pack
 
 from .fixtures.engines import configured
 from .fixtures.redis import RedisServer
-
-PROTOCOLS = [pytest.param(2, id="resp2"), pytest.param(3, id="resp3")]
-
-
-def storage() -> RedisStorage:
-    return SessionStore.get_storage()  # type: ignore[return-value]
-
-
-def saved(**data: Any) -> SessionStore:
-    session = SessionStore()
-    session.update(data)
-    session.save()
-    return session
+from .fixtures.redis_stores import PROTOCOLS, saved, storage
 
 
 @pytest.fixture(params=PROTOCOLS)
