@@ -10,11 +10,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import random
-import signal
 import struct
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -40,8 +37,8 @@ from testproject.demo.apps import DEMO_PASSWORD, DEMO_USERNAME, create_demo_user
 
 from .fixtures.demo import demo_site
 from .fixtures.engines import configured
-from .fixtures.proxy import StallingProxy
-from .fixtures.redis import REDIS_CLI, RedisServer, delete_prefix, wait_until
+from .fixtures.proxy import StallingProxy, frozen
+from .fixtures.redis import RedisServer, delete_prefix, start_cluster, wait_until
 from .fixtures.redis_stores import PROTOCOLS, saved, storage
 
 ENGINE = "django_azure_sessions.backends.redis"
@@ -58,15 +55,9 @@ def engine_on(url: str, timeout: float | None = None, **redis_settings: Any) -> 
         yield
 
 
-@contextlib.contextmanager
-def stopped(server: RedisServer) -> Iterator[None]:
+def stopped(server: RedisServer) -> contextlib.AbstractContextManager[None]:
     """The server frozen (SIGSTOP): connections open, nothing answered."""
-    assert server.process is not None
-    os.kill(server.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.process.pid, signal.SIGCONT)
+    return frozen(server.process)
 
 
 def took(action: Callable[[], Any], name: str = "load") -> float:
@@ -455,22 +446,8 @@ def test_the_store_is_named_without_its_password(section: dict[str, Any], descri
 
 
 def test_a_frozen_cluster_is_an_outage_not_an_error(tmp_path: Any) -> None:
-    nodes = [
-        RedisServer(tmp_path, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
-        for _ in range(3)
-    ]
+    nodes = start_cluster(tmp_path)
     try:
-        for node in nodes:
-            node.start()
-        create = [REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes]]
-        subprocess.run(
-            [*create, "--cluster-replicas", "0", "--cluster-yes"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        for node in nodes:
-            wait_until(node.cluster_ok, what="the cluster to be ready")
         with engine_on(f"redis://127.0.0.1:{nodes[0].port}", 1, CLUSTER=True):
             key = saved(a=1).session_key
             assert key is not None

@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import os
-import signal
 import threading
 import time
 import uuid
@@ -42,7 +41,7 @@ from django_azure_sessions.core.storage import Record, SessionTooLarge, utcnow
 
 from .fixtures.demo import demo_site
 from .fixtures.engines import configured
-from .fixtures.proxy import StallingProxy
+from .fixtures.proxy import StallingProxy, frozen
 from .fixtures.table import ACCOUNT_KEY, TABLE_NAME, Azurite, table_settings
 from .fixtures.tls import self_signed_certificate
 
@@ -63,15 +62,9 @@ def own_azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     server.stop()
 
 
-@contextlib.contextmanager
-def stopped(server: Azurite) -> Iterator[None]:
+def stopped(server: Azurite) -> contextlib.AbstractContextManager[None]:
     """Azurite frozen (SIGSTOP): connections are accepted by the kernel, nothing answers."""
-    assert server.process is not None
-    os.kill(server.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.process.pid, signal.SIGCONT)
+    return frozen(server.process)
 
 
 def store(server: Azurite, **azure_sessions: Any) -> contextlib.AbstractContextManager[Any]:
