@@ -38,8 +38,14 @@ class Record:
     expires: datetime.datetime  # aware, UTC
     user_id: str | None = None
     version: Any = None  # opaque to the core: a row counter, an ETag...
+    #: When the session was created. Signing in makes a new session (Django's login() cycles
+    #: the key), so for a signed-in session this is the sign-in time.
     created: datetime.datetime | None = None
+    #: When the session was last written, by a save or a ``touch()``: its last recorded activity.
     updated: datetime.datetime | None = None
+    #: The device the core recorded (user agent, address), as short text the engine keeps as
+    #: it is; None when nothing is recorded. See ``core.device``.
+    device: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +177,8 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def load(self, key: str) -> Record | None:
-        """Return the record, or None when it is absent or expired."""
+        """Return the record, or None when it is absent or expired; with its ``created``,
+        ``updated`` and ``device``, which the core's timeouts and device tracking read."""
 
     @abc.abstractmethod
     def create(self, record: Record) -> Any | None:
@@ -183,6 +190,24 @@ class Storage(abc.ABC):
 
         Return the new version, or None when the record changed or is gone meanwhile.
         """
+
+    def touch(self, record: Record, loaded: Record) -> Any | None:
+        """Write only ``record.expires`` and ``record.updated`` (the last activity) over
+        ``loaded``, if the stored version is still ``loaded.version``: the data, the user and
+        the device stay as stored. A touch never overwrites a newer save, and never brings
+        back a deleted record.
+
+        Return the version the next ``update()`` must name (the same one where a touch does
+        not change it), or None when the record changed or is gone meanwhile.
+
+        This default rewrites the whole record with ``update()``; engines override it with
+        a write of those fields alone.
+        """
+        return self.update(self._touched(record, loaded), loaded)
+
+    @staticmethod
+    def _touched(record: Record, loaded: Record) -> Record:
+        return dataclasses.replace(loaded, expires=record.expires, updated=record.updated)
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:
@@ -225,6 +250,11 @@ class Storage(abc.ABC):
 
     async def aupdate(self, record: Record, loaded: Record) -> Any | None:
         return await sync_to_async(self.update)(record, loaded)
+
+    async def atouch(self, record: Record, loaded: Record) -> Any | None:
+        if type(self).touch is Storage.touch:  # the default: an update, which may be native
+            return await self.aupdate(self._touched(record, loaded), loaded)
+        return await sync_to_async(self.touch)(record, loaded)
 
     async def adelete(self, key: str) -> None:
         await sync_to_async(self.delete)(key)
