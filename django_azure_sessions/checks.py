@@ -1,7 +1,8 @@
 """System checks: every misconfiguration of ``AZURE_SESSIONS`` is an error with an id and a hint.
 
 The one place that registers them. Ids: E001-E009 top level (here), E010-E019 SQL, E020-E039
-REDIS, E040-E059 TABLE (in ``backends/<engine>_checks.py``); warnings W0xx likewise. Each id
+REDIS, E040-E059 TABLE (in ``backends/<engine>_checks.py``), E060-E070 activity tracking and
+timeouts (here); warnings W0xx likewise. Each id
 is one problem, and README.md's "System checks" table lists every one.
 """
 
@@ -20,6 +21,7 @@ from .conf import (
     SECTIONS,
     SETTING_NAME,
     TOP_LEVEL_DEFAULTS,
+    TRACK_CHOICES,
     section_keys,
 )
 
@@ -36,6 +38,19 @@ def _error(check_id: str, msg: str, hint: str) -> Error:
 
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _seconds(value: Any, *, zero: bool = False) -> bool:
+    """A number of seconds: above 0 (or 0 too, with ``zero``)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    return value >= 0 if zero else value > 0
+
+
+def _optional_seconds(config: dict[str, Any], name: str) -> float | None | bool:
+    """The setting if it is None or seconds above 0; False if it is neither."""
+    value = config.get(name)
+    return value if value is None or _seconds(value) else False
 
 
 SECTION_CHECKS: dict[str, SectionCheck] = {
@@ -118,6 +133,7 @@ def check_settings(
                 "with an empty session that writes nothing.",
             )
         )
+    errors.extend(_check_activity(config))
     for name in SECTIONS:
         section = config.get(name, {})
         not_a_dict, unknown_keys = SECTION_SHAPE_IDS[name]
@@ -141,6 +157,115 @@ def check_settings(
             )
         if name in SECTION_CHECKS and _engine_in_use(name):
             errors.extend(SECTION_CHECKS[name](section))
+    return errors
+
+
+def _check_activity(config: dict[str, Any]) -> list[CheckMessage]:
+    """TRACK, IP_PREFIX, TRUSTED_PROXIES, ACTIVITY_INTERVAL and the timeouts (E060-E069)."""
+    errors: list[CheckMessage] = []
+    track = config.get("TRACK", TOP_LEVEL_DEFAULTS["TRACK"])
+    if isinstance(track, str) or not isinstance(track, (set, frozenset, list, tuple)):
+        errors.append(
+            _error(
+                "E060",
+                f"{SETTING_NAME}['TRACK'] must be a set.",
+                f"A set of {', '.join(sorted(TRACK_CHOICES))}; the default is "
+                '{"user_agent", "last_activity"}, and set() records nothing.',
+            )
+        )
+        track = TOP_LEVEL_DEFAULTS["TRACK"]
+    elif not set(track) <= TRACK_CHOICES:
+        unknown = ", ".join(sorted(map(str, set(track) - TRACK_CHOICES)))
+        errors.append(
+            _error(
+                "E061",
+                f"{SETTING_NAME}['TRACK'] has unknown items: {unknown}.",
+                f"Known items: {', '.join(sorted(TRACK_CHOICES))}.",
+            )
+        )
+    prefix = config.get("IP_PREFIX", TOP_LEVEL_DEFAULTS["IP_PREFIX"])
+    if prefix is not None and not (
+        isinstance(prefix, (tuple, list))
+        and len(prefix) == 2
+        and all(isinstance(bits, int) and not isinstance(bits, bool) for bits in prefix)
+        and 0 <= prefix[0] <= 32
+        and 0 <= prefix[1] <= 128
+    ):
+        errors.append(
+            _error(
+                "E062",
+                f"{SETTING_NAME}['IP_PREFIX'] must be None or a pair (IPv4 bits, IPv6 bits).",
+                "Like (24, 48), the default: 0-32 bits of an IPv4 and 0-128 of an IPv6 "
+                "address are kept. None keeps whole addresses.",
+            )
+        )
+    proxies = config.get("TRUSTED_PROXIES", 0)
+    if not (isinstance(proxies, int) and not isinstance(proxies, bool) and 0 <= proxies <= 10):
+        errors.append(
+            _error(
+                "E063",
+                f"{SETTING_NAME}['TRUSTED_PROXIES'] must be an integer from 0 to 10.",
+                "How many proxies in front of the site append to X-Forwarded-For (Azure "
+                "Front Door, Application Gateway...): 0 trusts none of its entries.",
+            )
+        )
+    interval = config.get("ACTIVITY_INTERVAL", TOP_LEVEL_DEFAULTS["ACTIVITY_INTERVAL"])
+    if not _seconds(interval, zero=True):
+        errors.append(
+            _error(
+                "E064",
+                f"{SETTING_NAME}['ACTIVITY_INTERVAL'] must be a number of seconds, 0 or more.",
+                "The default, 300, writes a session read by every request at most every "
+                "5 minutes; 0 writes it on every request.",
+            )
+        )
+        interval = None
+    idle = _optional_seconds(config, "IDLE_TIMEOUT")
+    if idle is False:
+        errors.append(
+            _error(
+                "E065",
+                f"{SETTING_NAME}['IDLE_TIMEOUT'] must be None or a number of seconds above 0.",
+                "Like 1800: a session with no request for 30 minutes is over.",
+            )
+        )
+    if _optional_seconds(config, "ABSOLUTE_TIMEOUT") is False:
+        errors.append(
+            _error(
+                "E066",
+                f"{SETTING_NAME}['ABSOLUTE_TIMEOUT'] must be None or a number of seconds "
+                "above 0.",
+                "Like 43200: a session is over 12 hours after sign-in, however active.",
+            )
+        )
+    cap = config.get("MAX_SESSIONS_PER_USER")
+    if cap is not None and not _positive_int(cap):
+        errors.append(
+            _error(
+                "E067",
+                f"{SETTING_NAME}['MAX_SESSIONS_PER_USER'] must be None or an integer above 0.",
+                "Like 5: at sign-in, the user's sessions beyond the 5 most recently active "
+                "are signed out.",
+            )
+        )
+    if idle and interval is not None and interval > idle:
+        errors.append(
+            _error(
+                "E068",
+                f"{SETTING_NAME}['ACTIVITY_INTERVAL'] ({interval} s) is longer than "
+                f"IDLE_TIMEOUT ({idle} s): active sessions would time out.",
+                "Make ACTIVITY_INTERVAL at most IDLE_TIMEOUT (a tenth of it is plenty).",
+            )
+        )
+    if idle and isinstance(track, (set, frozenset, list, tuple)) and "last_activity" not in track:
+        errors.append(
+            _error(
+                "E069",
+                f"{SETTING_NAME}['IDLE_TIMEOUT'] is set, but TRACK lacks \"last_activity\": "
+                "the activity it measures would never be written.",
+                'Add "last_activity" to TRACK, or drop IDLE_TIMEOUT.',
+            )
+        )
     return errors
 
 
@@ -188,6 +313,16 @@ def check_middleware(
     if DJANGO_MIDDLEWARE not in middleware:
         return []
     config = getattr(settings, SETTING_NAME, {})
+    if isinstance(config, dict) and config.get("IDLE_TIMEOUT") is not None:
+        return [
+            _error(
+                "E070",
+                f'{SETTING_NAME}["IDLE_TIMEOUT"] is set, but MIDDLEWARE has Django\'s '
+                "SessionMiddleware, which never writes a session's activity: sessions that "
+                "are only read would time out while in use.",
+                f"Replace {DJANGO_MIDDLEWARE!r} by {OUR_MIDDLEWARE!r} in MIDDLEWARE.",
+            )
+        ]
     if isinstance(config, dict) and config.get("ON_UNAVAILABLE") == "degrade":
         return [
             _error(

@@ -58,8 +58,17 @@ TOP_LEVEL_DEFAULTS: dict[str, Any] = {
     "CONFLICT_RETRIES": 20,
     "TIMEOUT": 5,
     "ON_UNAVAILABLE": "raise",
+    # Activity and device tracking, timeouts and the per-user cap (see core/activity.py)
+    "TRACK": frozenset({"user_agent", "last_activity"}),
+    "IP_PREFIX": (24, 48),
+    "TRUSTED_PROXIES": 0,
+    "ACTIVITY_INTERVAL": 300,
+    "IDLE_TIMEOUT": None,
+    "ABSOLUTE_TIMEOUT": None,
+    "MAX_SESSIONS_PER_USER": None,
 }
 ON_UNAVAILABLE_CHOICES = ("raise", "degrade")
+TRACK_CHOICES = frozenset({"user_agent", "ip", "last_activity"})
 
 
 def section_keys(name: str) -> frozenset[str]:
@@ -138,6 +147,41 @@ class Settings:
     @property
     def ON_UNAVAILABLE(self) -> str:
         return str(self._get("ON_UNAVAILABLE"))
+
+    @property
+    def TRACK(self) -> frozenset[str]:
+        """What the middleware records of each session's requests (``TRACK_CHOICES``)."""
+        return frozenset(self._get("TRACK"))
+
+    @property
+    def IP_PREFIX(self) -> tuple[int, int] | None:
+        """How many leading bits of an IPv4 and an IPv6 address are kept (None: all)."""
+        value = self._get("IP_PREFIX")
+        return None if value is None else (int(value[0]), int(value[1]))
+
+    @property
+    def TRUSTED_PROXIES(self) -> int:
+        return int(self._get("TRUSTED_PROXIES"))
+
+    @property
+    def ACTIVITY_INTERVAL(self) -> float:
+        """Seconds between two writes of a session's activity when nothing else changed."""
+        return float(self._get("ACTIVITY_INTERVAL"))
+
+    @property
+    def IDLE_TIMEOUT(self) -> float | None:
+        value = self._get("IDLE_TIMEOUT")
+        return None if value is None else float(value)
+
+    @property
+    def ABSOLUTE_TIMEOUT(self) -> float | None:
+        value = self._get("ABSOLUTE_TIMEOUT")
+        return None if value is None else float(value)
+
+    @property
+    def MAX_SESSIONS_PER_USER(self) -> int | None:
+        value = self._get("MAX_SESSIONS_PER_USER")
+        return None if value is None else int(value)
 
     def _section(self, name: str) -> Any:
         value = self.raw.get(name) or {}

@@ -9,7 +9,12 @@ Django's it:
   ``503.html`` template if it has one;
 - never touches the session cookie of a request whose store failed: the cookie is neither
   deleted nor replaced, so the user is signed in again as soon as the store answers
-  (``AZURE_SESSIONS["ON_UNAVAILABLE"] = "degrade"`` depends on this).
+  (``AZURE_SESSIONS["ON_UNAVAILABLE"] = "degrade"`` depends on this);
+- records the device and activity of each session (``AZURE_SESSIONS["TRACK"]``): a request
+  that read its session without changing it writes, at most every ``ACTIVITY_INTERVAL``
+  seconds, the session's new expiry and the time only (a touch), then sends the cookie again
+  so that a persistent cookie slides with it. Sessions that a request does not read are left
+  alone: a request that never reads its session costs no read for this.
 """
 
 from __future__ import annotations
@@ -28,12 +33,21 @@ from .exceptions import SessionStoreUnavailable
 
 
 class SessionMiddleware(DjangoSessionMiddleware):
-    """Django's session middleware, with a 503 and an untouched cookie on a store outage."""
+    """Django's session middleware, with a 503 and an untouched cookie on a store outage, and
+    activity tracking."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        super().process_request(request)
+        observe = getattr(request.session, "observe", None)
+        if observe is not None:  # an engine of this package
+            observe(request)
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         session: Any = getattr(request, "session", None)
         if session is None:
             return response
+        if getattr(session, "activity_due", None) is not None and session.activity_due():
+            session.mark_active()  # Django's middleware below saves it and sends the cookie
         if getattr(session, "unavailable", False):
             error = getattr(session, "store_error", None)
             if (

@@ -13,12 +13,15 @@ index every engine keeps::
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 
+from .conf import app_settings
 from .core import keys
+from .core.session import StoreSession
 from .core.storage import Record, Storage
 from .signals import session_revoked
 from .transfer import our_store
@@ -84,3 +87,29 @@ async def asign_out_everywhere(user: Any, *, keep: SessionBase | None = None) ->
         await storage.adelete(key)
     revoked_signal(storage, owner, revoked, "sign_out_everywhere")
     return len(revoked)
+
+
+def limit_sessions(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    """``user_logged_in`` receiver: with ``AZURE_SESSIONS["MAX_SESSIONS_PER_USER"]`` set,
+    revoke the user's least recently active sessions beyond it, through the per-user index.
+
+    The session signing in is never among them: it counts as the newest, so two sign-ins at
+    once each keep their own (the cap may then be exceeded by one until the next sign-in).
+    """
+    cap = app_settings.MAX_SESSIONS_PER_USER
+    session = getattr(request, "session", None)
+    if cap is None or user is None or not isinstance(session, StoreSession):
+        return
+    storage = session.get_storage()
+    owner = user_id(user)
+    current = stored_id(session)
+    others = [r for r in storage.user_records(owner) if r.key != current]
+    others.sort(key=_last_active, reverse=True)
+    revoked = [record.key for record in others[cap - 1 :]]
+    for key in revoked:
+        storage.delete(key)
+    revoked_signal(storage, owner, revoked, "cap")
+
+
+def _last_active(record: Record) -> datetime.datetime:
+    return record.updated or record.created or record.expires

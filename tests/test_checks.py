@@ -37,6 +37,29 @@ def test_good_settings_pass() -> None:
     assert ids(AZURE_SESSIONS={"KEY_PREFIX": "shop:", "SQL": {"DATABASE": "postgres"}}) == set()
 
 
+def test_good_activity_settings_pass() -> None:
+    good = {
+        "TRACK": {"user_agent", "ip", "last_activity"},
+        "IP_PREFIX": None,
+        "TRUSTED_PROXIES": 2,
+        "ACTIVITY_INTERVAL": 60,
+        "IDLE_TIMEOUT": 1800,
+        "ABSOLUTE_TIMEOUT": 43200.5,
+        "MAX_SESSIONS_PER_USER": 5,
+    }
+    assert ids(SESSION_ENGINE=SQL_ENGINE, AZURE_SESSIONS=good) == set()
+    assert ids(SESSION_ENGINE=SQL_ENGINE, AZURE_SESSIONS={"TRACK": []}) == set()
+
+
+def test_an_idle_timeout_needs_the_packages_middleware() -> None:
+    found = ids(
+        SESSION_ENGINE=SQL_ENGINE,
+        AZURE_SESSIONS={"IDLE_TIMEOUT": 1800},
+        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
+    )
+    assert found == {"django_azure_sessions.E070"}
+
+
 @pytest.mark.parametrize(
     ("azure_sessions", "expected"),
     [
@@ -61,6 +84,24 @@ def test_good_settings_pass() -> None:
         ({"SQL": {"DATABASE": "nowhere"}}, "E011"),
         ({"SQL": {"CLEAR_BATCH_SIZE": -1}}, "E012"),
         ({"SQL": {"CLEAR_BATCH_SIZE": "1000"}}, "E012"),
+        ({"TRACK": "ip"}, "E060"),
+        ({"TRACK": None}, "E060"),
+        ({"TRACK": {"ip", "location"}}, "E061"),
+        ({"IP_PREFIX": 24}, "E062"),
+        ({"IP_PREFIX": (33, 48)}, "E062"),
+        ({"IP_PREFIX": (24, 129)}, "E062"),
+        ({"IP_PREFIX": (24, True)}, "E062"),
+        ({"TRUSTED_PROXIES": -1}, "E063"),
+        ({"TRUSTED_PROXIES": "1"}, "E063"),
+        ({"ACTIVITY_INTERVAL": -1}, "E064"),
+        ({"ACTIVITY_INTERVAL": None}, "E064"),
+        ({"IDLE_TIMEOUT": 0}, "E065"),
+        ({"IDLE_TIMEOUT": "1800"}, "E065"),
+        ({"ABSOLUTE_TIMEOUT": -5}, "E066"),
+        ({"MAX_SESSIONS_PER_USER": 0}, "E067"),
+        ({"MAX_SESSIONS_PER_USER": 2.5}, "E067"),
+        ({"IDLE_TIMEOUT": 600, "ACTIVITY_INTERVAL": 601}, "E068"),
+        ({"IDLE_TIMEOUT": 600, "TRACK": {"user_agent"}}, "E069"),
     ],
 )
 def test_each_mistake_has_its_error(azure_sessions: Any, expected: str) -> None:
@@ -316,7 +357,7 @@ def test_a_key_written_with_a_space_is_refused_though_the_sdk_would_ignore_it() 
 PACKAGE = Path(django_azure_sessions.__file__).parent
 CHECK_ID = re.compile(r"(?:django_azure_sessions\.)?([EW]0\d\d)")
 RANGES = {
-    "checks.py": range(1, 10),
+    "checks.py": [*range(1, 10), *range(60, 71)],
     "backends/sql_checks.py": range(10, 20),
     "backends/redis_checks.py": range(20, 40),
     "backends/table_checks.py": range(40, 60),

@@ -7,12 +7,15 @@ encoding, expiry and concurrent writers lives here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import random
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.core import signing
@@ -20,7 +23,8 @@ from django.utils.module_loading import import_string
 
 from ..conf import SettingsCache, app_settings
 from ..exceptions import SessionStoreUnavailable
-from . import codec, keys
+from ..signals import session_revoked
+from . import activity, codec, keys
 from .steps import Call, Steps, adrive, drive
 from .storage import Record, Storage, utcnow
 
@@ -56,6 +60,10 @@ class StoreSession(SessionBase):
     unavailable = False
     #: The failure, for the middleware's 503.
     store_error: SessionStoreUnavailable | None = None
+    #: The request's ``META`` (``observe()``), from which the device is recorded.
+    _meta: Mapping[str, Any] | None = None
+    #: True when the next save only records activity (a touch), the data being unchanged.
+    _touch_only = False
 
     def __init__(self, session_key: str | None = None) -> None:
         # SessionBase.__init__ (the same in Django 4.2 to 6.1), but with the serializer class
@@ -107,18 +115,76 @@ class StoreSession(SessionBase):
     def get_session_cookie_age(self) -> int:
         return settings.SESSION_COOKIE_AGE
 
-    def _record_for(self, data: dict[str, Any]) -> Record:
-        now = utcnow()
+    def _expires(self, data: dict[str, Any], now: datetime.datetime) -> datetime.datetime:
         expiry = data.get("_session_expiry")
         age = self.get_expiry_age(expiry=expiry) if expiry else self.get_session_cookie_age()
+        return now + datetime.timedelta(seconds=age)
+
+    def _record_for(self, data: dict[str, Any]) -> Record:
+        now = utcnow()
         user_id = data.get(USER_ID_KEY)
         return Record(
             key=self._storage_id(),
             data=codec.encode(data, self.key_salt, self.serializer),
-            expires=now + datetime.timedelta(seconds=age),
+            expires=self._expires(data, now),
             user_id=None if user_id is None else str(user_id),
+            created=now,  # kept by an update: only a new record takes it
             updated=now,
+            device=self._device(),
         )
+
+    # Activity (see core.activity)
+
+    def observe(self, request: Any) -> None:
+        """Record the device and activity of ``request`` with this session's next save (the
+        package's middleware calls this for every request)."""
+        self._meta = request.META
+
+    def _device(self) -> str | None:
+        """The device text to store: the observed request's, else what is stored already."""
+        if self._meta is not None:
+            device = activity.observed_device(self._meta)
+            return None if device is None else device.encode()
+        return None if self._record is None else self._record.device
+
+    def activity_due(self) -> bool:
+        """Whether this request should write the session's activity though nothing changed:
+        it loaded a stored session, activity is tracked, and ``ACTIVITY_INTERVAL`` has passed
+        since the last write. Then ``mark_active()`` makes the next save do it."""
+        record = self._record
+        if record is None or record.updated is None or self.unavailable or self.modified:
+            return False
+        if "last_activity" not in app_settings.TRACK:
+            return False
+        elapsed = (utcnow() - record.updated).total_seconds()
+        return elapsed >= app_settings.ACTIVITY_INTERVAL
+
+    def mark_active(self) -> None:
+        """Make the next save write the activity: only the expiry and the time (a touch), or
+        the whole record when the device changed (a new browser version, another network)."""
+        self.modified = True
+        self._touch_only = self._record is not None and self._device() == self._record.device
+
+    def _touch_steps(self, data: dict[str, Any]) -> Steps[Call, None]:
+        loaded = self._record
+        assert loaded is not None
+        now = utcnow()
+        touched = dataclasses.replace(loaded, expires=self._expires(data, now), updated=now)
+        version = yield Call("touch", (touched, loaded))
+        if version is not None:  # else a newer save wrote the activity, or the session is gone
+            touched.version = version
+            self._record = touched
+
+    def _ending(self, record: Record) -> str | None:
+        """Why ``record``, just loaded, is over by the timeouts; None if it is not."""
+        if app_settings.IDLE_TIMEOUT is None and app_settings.ABSOLUTE_TIMEOUT is None:
+            return None
+        return activity.ended(record, utcnow())
+
+    def _end_steps(self, record: Record, reason: str) -> Steps[Call, None]:
+        """Delete a session that timed out, and say so (``session_revoked``)."""
+        yield Call("delete", (record.key,))
+        yield Call("revoked", (record.user_id, [record.key], reason))
 
     def _storage_id(self) -> str:
         """The stored id of this session's key, computed once per key."""
@@ -135,6 +201,15 @@ class StoreSession(SessionBase):
             return {}
         self._record = record
         return self.decode(record.data)
+
+    def _load_steps(self) -> Steps[Call, dict[str, Any]]:
+        record = yield Call("load", (self._storage_id(),))
+        if record is not None:
+            reason = self._ending(record)
+            if reason is not None:
+                yield from self._end_steps(record, reason)
+                record = None
+        return self._loaded(record)
 
     @staticmethod
     def _present(record: Record | None) -> Record:
@@ -193,10 +268,13 @@ class StoreSession(SessionBase):
         self.accessed = True
         data: dict[str, Any] | None = self.__dict__.get("_session_cache")
         if data is None:
-            loaded = None if must_create else (yield Call("load", (self._storage_id(),)))
-            data = self._session_cache = {} if must_create else self._loaded(loaded)
+            data = self._session_cache = {} if must_create else (yield from self._load_steps())
         if self._session_key is None:  # loading found no session: this is a new one
             return (yield from self._create_steps())
+        if self._touch_only:
+            self._touch_only = False
+            if self._record is not None:
+                return (yield from self._touch_steps(data))
         record = self._record_for(data)
         if must_create:
             version = yield Call("create", (record,))
@@ -238,11 +316,7 @@ class StoreSession(SessionBase):
     def load(self) -> dict[str, Any]:
         if self.session_key is None:
             return {}
-        try:
-            record = self.get_storage().load(self._storage_id())
-        except SessionStoreUnavailable as exc:
-            return self._failed(exc)
-        return self._loaded(record)
+        return self._run(self._load_steps())  # type: ignore[no-any-return]
 
     def exists(self, session_key: str) -> bool:
         return keys.is_valid(session_key) and (
@@ -261,18 +335,21 @@ class StoreSession(SessionBase):
         if not self.unavailable:
             self._run(self._delete_steps(session_key))
 
-    def _run(self, steps: Steps[Call, None]) -> None:
+    def _run(self, steps: Steps[Call, Any]) -> Any:
+        """Carry out ``steps`` on the storage; an unavailable store goes to ``_failed()``."""
         storage = self.get_storage()
 
         def perform(call: Call) -> Any:
             if call.method == "sleep":
                 return time.sleep(*call.args)
+            if call.method == "revoked":
+                return session_revoked.send(**_revoked(storage, *call.args))
             return getattr(storage, call.method)(*call.args)
 
         try:
-            drive(steps, perform)
+            return drive(steps, perform)
         except SessionStoreUnavailable as exc:
-            self._failed(exc)
+            return self._failed(exc)
 
     @classmethod
     def clear_expired(cls) -> None:
@@ -293,11 +370,7 @@ class StoreSession(SessionBase):
     async def aload(self) -> dict[str, Any]:
         if self.session_key is None:
             return {}
-        try:
-            record = await self.get_storage().aload(self._storage_id())
-        except SessionStoreUnavailable as exc:
-            return self._failed(exc)
-        return self._loaded(record)
+        return await self._arun(self._load_steps())  # type: ignore[no-any-return]
 
     async def aexists(self, session_key: str) -> bool:
         return keys.is_valid(session_key) and (
@@ -316,19 +389,34 @@ class StoreSession(SessionBase):
         if not self.unavailable:
             await self._arun(self._delete_steps(session_key))
 
-    async def _arun(self, steps: Steps[Call, None]) -> None:
+    async def _arun(self, steps: Steps[Call, Any]) -> Any:
         storage = self.get_storage()
 
         async def perform(call: Call) -> Any:
             if call.method == "sleep":
                 return await asyncio.sleep(*call.args)
+            if call.method == "revoked":
+                return await _asend(session_revoked, **_revoked(storage, *call.args))
             return await getattr(storage, "a" + call.method)(*call.args)
 
         try:
-            await adrive(steps, perform)
+            return await adrive(steps, perform)
         except SessionStoreUnavailable as exc:
-            self._failed(exc)
+            return self._failed(exc)
 
     @classmethod
     async def aclear_expired(cls) -> None:
         await cls.get_storage().aclear_expired()
+
+
+def _revoked(
+    storage: Storage, user_id: str | None, stored_ids: list[str], reason: str
+) -> dict[str, Any]:
+    """The arguments of ``session_revoked`` for sessions the core ended."""
+    return {"sender": type(storage), "user_id": user_id, "stored_ids": stored_ids, "reason": reason}
+
+
+async def _asend(signal: Any, **kwargs: Any) -> Any:
+    if hasattr(signal, "asend"):  # Django >= 5.0
+        return await signal.asend(**kwargs)
+    return await sync_to_async(signal.send)(**kwargs)
