@@ -23,6 +23,10 @@ BASELINE = "django-azure-sessions redis"
 DJANGO_CACHE = "django cache (django-redis)"
 REDIS_SESSIONS = "django-redis-sessions"
 RAW = "raw redis-py"
+# On loopback most of a Redis command's wall time is the round trip, which no client can
+# shorten (a raw socket GET of the payload takes 60-70 us on the reference machine, where
+# Django's cache engine reads a session in about 90): the wall-time targets are bounded by it.
+# The client CPU targets measure what the engine itself costs.
 TARGETS = [
     Target("cycle", BASELINE, DJANGO_CACHE, 1.3),
     Target("cycle", BASELINE, REDIS_SESSIONS, 1.3),
@@ -30,6 +34,10 @@ TARGETS = [
     Target("create", BASELINE, DJANGO_CACHE, 1.3),
     Target("create", BASELINE, REDIS_SESSIONS, 1.3),
     Target("cycle", BASELINE, RAW, 1 / 1.4),
+    Target("cycle", BASELINE, DJANGO_CACHE, 1.6, "cpu"),
+    Target("cycle", BASELINE, REDIS_SESSIONS, 1.6, "cpu"),
+    Target("read", BASELINE, DJANGO_CACHE, 1.5, "cpu"),
+    Target("cycle", BASELINE, RAW, 1 / 1.3, "cpu"),
 ]
 PREFIX = "bench-redis:"
 TTL = 14 * 24 * 3600

@@ -18,7 +18,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite", choices=["sql", "redis", "table"])
+    parser.add_argument(
+        "suite", choices=["sql", "redis", "table", "touch-sql", "touch-redis", "touch-table"]
+    )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument(
@@ -48,14 +50,20 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import harness
 
-    suite = importlib.import_module(f"benchmarks.contenders_{args.suite}")
-    needs_database = getattr(suite, "NEEDS_DATABASE", False)
+    kind, _, engine = args.suite.partition("-")  # "touch-redis": the touch suite on Redis
+    suite = importlib.import_module(f"benchmarks.contenders_{kind}")
+    needs_database = getattr(suite, "NEEDS_DATABASE", False) or engine == "sql"
+    operations = getattr(suite, "OPERATIONS", harness.OPERATIONS)
     if needs_database:
         databases = setup_databases(verbosity=0, interactive=False, aliases={"default"})
     try:
-        contenders = suite.contenders()
+        contenders = suite.contenders(engine) if engine else suite.contenders()
         results = harness.run(
-            contenders, rounds=args.rounds, iterations=args.iterations, chunk=args.chunk
+            contenders,
+            rounds=args.rounds,
+            iterations=args.iterations,
+            chunk=args.chunk,
+            operations=operations,
         )
     finally:
         if needs_database:
@@ -73,20 +81,25 @@ def main(argv: list[str] | None = None) -> int:
         )
         + "\n"
     )
-    print(harness.table(results, names, suite.BASELINE))
+    print(harness.table(results, names, suite.BASELINE, operations))
+    print("\nClient CPU time (us per operation):\n")
+    print(harness.table(results, names, suite.BASELINE, operations, metric="cpu"))
     print()
     met = True
     for target, speedup, ok in harness.verdicts(results, suite.TARGETS):
         met &= ok
         print(
-            f"{'met   ' if ok else 'MISSED'} {target.operation}: {target.contender} is "
+            f"{'met   ' if ok else 'MISSED'} {target.describe()}: {target.contender} is "
             f"{speedup:.2f}x {target.reference} (target >= {target.ratio}x)"
         )
     out = pathlib.Path(__file__).parent / "results" / f"{args.suite}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(
         json.dumps(
-            {f"{name}/{op}": samples for (name, op), samples in results.samples.items()},
+            {
+                **{f"{name}/{op}": samples for (name, op), samples in results.samples.items()},
+                **{f"{name}/{op}/cpu": samples for (name, op), samples in results.cpu.items()},
+            },
             indent=1,
         )
     )

@@ -5,8 +5,18 @@
 - ``sender``: the storage class of the engine;
 - ``user_id``: the id the sessions were signed in as (a string), or None;
 - ``stored_ids``: the stored ids (never the keys) of the sessions ended;
-- ``reason``: ``"admin"`` (revoked in the admin) or ``"sign_out_everywhere"``; more reasons
-  come with the features that end sessions on their own.
+- ``reason``, one of:
+
+  - ``"admin"``: revoked in the admin;
+  - ``"sign_out_everywhere"``: by ``users.sign_out_everywhere()`` (the "sign out of all other
+    sessions" button included);
+  - ``"cap"``: a sign-in went past ``AZURE_SESSIONS["MAX_SESSIONS_PER_USER"]``, and these
+    were the user's least recently active sessions;
+  - ``"idle"``: a request came after ``IDLE_TIMEOUT`` without activity;
+  - ``"absolute"``: a request came after ``ABSOLUTE_TIMEOUT`` since sign-in.
+
+  ``"idle"`` and ``"absolute"`` are sent when a request finds the session over (it is then
+  deleted), so they may come long after the timeout, or never for a session nobody uses again.
 
 For example, to tell the user by e-mail::
 
@@ -15,9 +25,13 @@ For example, to tell the user by e-mail::
 
     @receiver(session_revoked)
     def tell_the_user(sender, user_id, stored_ids, reason, **kwargs):
-        if user_id is not None and reason == "admin":
+        if user_id is not None and reason in {"admin", "cap"}:
             user = User.objects.get(pk=user_id)
-            user.email_user("You were signed out", "An administrator ended your sessions.")
+            user.email_user(
+                "You were signed out",
+                f"{len(stored_ids)} of your sessions ended ({reason}). If that was not you, "
+                "change your password.",
+            )
 """
 
 from __future__ import annotations

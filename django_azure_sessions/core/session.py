@@ -177,7 +177,8 @@ class StoreSession(SessionBase):
 
     def _ending(self, record: Record) -> str | None:
         """Why ``record``, just loaded, is over by the timeouts; None if it is not."""
-        if app_settings.IDLE_TIMEOUT is None and app_settings.ABSOLUTE_TIMEOUT is None:
+        configured = app_settings.raw  # one read of the settings on every load
+        if configured.get("IDLE_TIMEOUT") is None and configured.get("ABSOLUTE_TIMEOUT") is None:
             return None
         return activity.ended(record, utcnow())
 
