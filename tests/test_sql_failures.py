@@ -109,6 +109,25 @@ def test_a_stall_costs_at_most_the_budget(
 
 
 @pytest.mark.django_db(databases=ALL_SQL, transaction=True)
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_stalled_touch_costs_at_most_the_budget(
+    proxied: str, sql_proxy: dict[str, StallingProxy], path: str
+) -> None:
+    with sql_on(proxied, TIMEOUT=1):
+        storage = SQLStorage.get()
+        now = utcnow()
+        hour = datetime.timedelta(hours=1)
+        record = Record(keys.storage_id(keys.new_key()), b"x", now + hour, updated=now)
+        record.version = storage.create(record)  # the connection is open
+        touch = Record(record.key, b"", now + 2 * hour, updated=utcnow())
+        sql_proxy[proxied].stall()
+        error = raises_within(1, lambda: run(path, storage.touch, touch, record))
+        assert "touch" in error.reason
+        sql_proxy[proxied].resume()
+        assert run(path, storage.touch, touch, record) == record.version
+
+
+@pytest.mark.django_db(databases=ALL_SQL, transaction=True)
 def test_a_reconnect_through_a_stall_is_bounded_by_connect_timeout(
     proxied: str, sql_proxy: dict[str, StallingProxy]
 ) -> None:
