@@ -313,19 +313,25 @@ class SQLStorage(Storage):
     def delete(self, key: str) -> None:
         self._run("delete", self.sql_delete, (self.prefix + key,))
 
-    def _from_db(self, value: Any) -> datetime.datetime:
-        """A datetime read back from the database, as an aware UTC datetime."""
+    def _from_db(self, *values: Any) -> list[datetime.datetime]:
+        """Datetimes read back from the database, as aware UTC datetimes."""
+        zone = None  # looked up once a row: ``connections[alias]`` costs microseconds
+        aware: list[datetime.datetime] = []
         try:
-            if isinstance(value, str):  # SQLite through a raw cursor
-                value = datetime.datetime.fromisoformat(value)
-            if not isinstance(value, datetime.datetime):
-                raise TypeError(f"a {type(value).__name__}, not a datetime")
-            if timezone.is_naive(value):  # in the zone Django wrote it in, as its ORM reads it
-                zone = connections[self.alias].timezone or timezone.get_default_timezone()
-                value = timezone.make_aware(value, zone)
-            return value.astimezone(datetime.timezone.utc)  # type: ignore[no-any-return]
+            for value in values:
+                if isinstance(value, str):  # SQLite through a raw cursor
+                    value = datetime.datetime.fromisoformat(value)
+                if not isinstance(value, datetime.datetime):
+                    raise TypeError(f"a {type(value).__name__}, not a datetime")
+                if timezone.is_naive(value):  # in the zone Django wrote it in, as its ORM does
+                    if zone is None:
+                        connection = connections[self.alias]
+                        zone = connection.timezone or timezone.get_default_timezone()
+                    value = timezone.make_aware(value, zone)
+                aware.append(value.astimezone(datetime.timezone.utc))
         except (ValueError, TypeError, OverflowError) as exc:
             raise DamagedRecord(f"unreadable date: {exc}") from exc
+        return aware
 
     def _record(
         self,
@@ -348,16 +354,8 @@ class SQLStorage(Storage):
             raise DamagedRecord(f"user id is a {type(user_id).__name__}, not a string")
         if device is not None and not isinstance(device, str):
             raise DamagedRecord(f"device is a {type(device).__name__}, not a string")
-        return Record(
-            key,
-            bytes(data),
-            self._from_db(expires),
-            user_id,
-            version,
-            self._from_db(created),
-            self._from_db(updated),
-            device,
-        )
+        expires, created, updated = self._from_db(expires, created, updated)
+        return Record(key, bytes(data), expires, user_id, version, created, updated, device)
 
     def _queryset(self) -> Any:
         queryset = Session.objects.using(self.alias)
