@@ -13,6 +13,7 @@ class Session(models.Model):
     version = models.BigIntegerField(default=1)
     created = models.DateTimeField()
     updated = models.DateTimeField()
+    device = models.TextField(null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         db_table = "django_azure_sessions"

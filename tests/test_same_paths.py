@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,8 +13,10 @@ from django.test.utils import CaptureQueriesContext
 
 from django_azure_sessions.backends.redis import SessionStore as RedisSession
 from django_azure_sessions.backends.sql import SessionStore as SQLSession
+from django_azure_sessions.backends.sql import SQLStorage
 from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
+from django_azure_sessions.core.storage import Record, utcnow
 
 from .fixtures.engines import configured
 from .fixtures.redis import RedisServer
@@ -90,3 +93,23 @@ def test_sql_statements_are_the_same_sync_and_async(alias: str) -> None:
                 sent[is_async].append((name, [query["sql"].split()[0] for query in queries]))
         assert sent[False] == sent[True]
         assert dict(sent[False])["update"] == ["UPDATE"]
+
+
+@pytest.mark.django_db(databases="__all__")
+@pytest.mark.parametrize("alias", ["default", "postgres", "mariadb"])
+def test_sql_touch_is_the_same_sync_and_async(alias: str) -> None:
+    """A storage operation that no session operation above reaches yet."""
+    for _ in configured("sql", {"SQL": {"DATABASE": alias}}):
+        storage = SQLStorage.get()
+        key = keys.storage_id(keys.new_key())
+        now = utcnow()
+        record = Record(key, b"x", now + datetime.timedelta(hours=1), updated=now)
+        record.version = storage.create(record)
+        sent: dict[bool, list[str]] = {}
+        for is_async in (False, True):
+            touch = async_to_sync(storage.atouch) if is_async else storage.touch
+            with CaptureQueriesContext(connections[alias]) as queries:
+                assert touch(record, record) == record.version
+            sent[is_async] = [query["sql"] for query in queries]
+        assert sent[False] == sent[True]
+        assert [sql.split()[0] for sql in sent[False]] == ["UPDATE"]

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.sessions.backends.base import CreateError, UpdateError
+from django.core.management import call_command
 from django.db import OperationalError, connections
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.recorder import MigrationRecorder
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
@@ -91,11 +96,67 @@ class TestStatements:
         storage.delete("k")
         assert storage.update(make_record("k"), loaded) is None  # gone
 
+    @pytest.mark.parametrize("path", ["sync", "async"])
+    def test_a_touch_is_one_update_that_keeps_the_version(self, alias: str, path: str) -> None:
+        storage = SQLStorage.get()
+        storage.create(make_record("k", user_id="7"))
+        loaded = storage.load("k")
+        assert loaded is not None
+        later = utcnow() + datetime.timedelta(hours=2)
+        touch = dataclasses.replace(make_record("k"), expires=later, updated=utcnow())
+        call = storage.touch if path == "sync" else async_to_sync(storage.atouch)
+        with CaptureQueriesContext(connections[alias]) as queries:
+            assert call(touch, loaded) == loaded.version
+        assert [q["sql"].split()[0] for q in queries] == ["UPDATE"]
+        assert "+ 1" not in queries[0]["sql"]  # the version stays
+        # The same values again still match the row (MySQL counts matched rows, not changed
+        # ones, under Django's CLIENT.FOUND_ROWS).
+        assert call(touch, loaded) == loaded.version
+        after = storage.load("k")
+        assert after is not None
+        assert (after.version, after.user_id, after.data) == (loaded.version, "7", b"x")
+        assert abs(after.expires - later) < datetime.timedelta(milliseconds=1)
+
+    def test_a_touch_names_no_vendor_syntax(self, alias: str) -> None:
+        """The same statement on every vendor, but for the quoting of names: mssql-django
+        runs it as it is."""
+        storage = SQLStorage.get()
+        quote = connections[alias].ops.quote_name
+        expected = "UPDATE {} SET {} = %s, {} = %s WHERE {} = %s AND {} = %s".format(  # noqa: S608
+            *map(quote, ["django_azure_sessions", "expires", "updated", "key", "version"])
+        )
+        assert storage.sql_touch == expected
+
+    def test_a_row_deleted_behind_the_engines_back_is_never_listed(self, alias: str) -> None:
+        """The user index is the indexed ``user_id`` column: nothing to repair."""
+        storage = SQLStorage.get()
+        user = f"u{keys.new_key()[:8]}"
+        kept, gone = sorted(keys.storage_id(keys.new_key()) for _ in range(2))
+        for key in (kept, gone):
+            storage.create(make_record(key, user_id=user))
+        assert [r.key for r in storage.user_records(user)] == [kept, gone]
+        with connections[alias].cursor() as cursor:
+            cursor.execute(storage.sql_delete, [storage.prefix + gone])
+        assert [r.key for r in storage.user_records(user)] == [kept]
+        assert [r.key for r in async_to_sync(storage.auser_records)(user)] == [kept]
+
     def test_expired_row_is_not_loaded(self, alias: str) -> None:
         storage = SQLStorage.get()
         storage.create(make_record("old", expires_in=-1))
         assert storage.load("old") is None
         assert Session.objects.using(alias).filter(key__endswith="old").exists()
+
+    def test_the_device_column_is_migrated(self, alias: str) -> None:
+        connection = connections[alias]
+        applied = MigrationRecorder(connection).applied_migrations()
+        assert ("django_azure_sessions", "0002_session_device") in applied
+        with connection.cursor() as cursor:
+            columns = connection.introspection.get_table_description(
+                cursor, Session._meta.db_table
+            )
+        device = next(column for column in columns if column.name == "device")
+        assert device.null_ok
+        call_command("makemigrations", "django_azure_sessions", check=True, dry_run=True)
 
     def test_user_id_and_expiry_are_indexed(self) -> None:
         assert Session._meta.get_field("expires").db_index
@@ -111,6 +172,40 @@ class TestStatements:
         assert 3600 < (record.expires - utcnow()).total_seconds() <= settings.SESSION_COOKIE_AGE
         assert SessionStore(session.session_key)["a"] == 1
         assert SQLStorage.get().page().records
+
+
+@pytest.mark.django_db(databases=["default", "postgres"], transaction=True)
+def test_the_device_migration_applies_and_reverts_on_a_table_with_rows() -> None:
+    """0002 adds a nullable column: existing rows load with no device; reverting drops it."""
+    connection = connections["postgres"]
+    app = "django_azure_sessions"
+    with sql_on("postgres"):
+        storage = SQLStorage.get()
+        executor = MigrationExecutor(connection)
+        executor.migrate([(app, "0001_initial")])
+        try:
+            with connection.cursor() as cursor:
+                columns = connection.introspection.get_table_description(
+                    cursor, Session._meta.db_table
+                )
+                assert "device" not in [column.name for column in columns]
+                cursor.execute(
+                    "INSERT INTO django_azure_sessions (key, data, expires, user_id, version, "
+                    "created, updated) VALUES (%s, %s, %s, NULL, 1, %s, %s)",
+                    [
+                        storage.prefix + "old",
+                        b"x",
+                        utcnow() + datetime.timedelta(hours=1),
+                        utcnow(),
+                        utcnow(),
+                    ],
+                )
+        finally:
+            executor = MigrationExecutor(connection)
+            executor.migrate([(app, "0002_session_device")])
+        record = storage.load("old")
+        assert record is not None
+        assert record.device is None
 
 
 @pytest.mark.django_db(databases=["default", "postgres"], transaction=True)

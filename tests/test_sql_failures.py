@@ -109,6 +109,25 @@ def test_a_stall_costs_at_most_the_budget(
 
 
 @pytest.mark.django_db(databases=ALL_SQL, transaction=True)
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_stalled_touch_costs_at_most_the_budget(
+    proxied: str, sql_proxy: dict[str, StallingProxy], path: str
+) -> None:
+    with sql_on(proxied, TIMEOUT=1):
+        storage = SQLStorage.get()
+        now = utcnow()
+        hour = datetime.timedelta(hours=1)
+        record = Record(keys.storage_id(keys.new_key()), b"x", now + hour, updated=now)
+        record.version = storage.create(record)  # the connection is open
+        touch = Record(record.key, b"", now + 2 * hour, updated=utcnow())
+        sql_proxy[proxied].stall()
+        error = raises_within(1, lambda: run(path, storage.touch, touch, record))
+        assert "touch" in error.reason
+        sql_proxy[proxied].resume()
+        assert run(path, storage.touch, touch, record) == record.version
+
+
+@pytest.mark.django_db(databases=ALL_SQL, transaction=True)
 def test_a_reconnect_through_a_stall_is_bounded_by_connect_timeout(
     proxied: str, sql_proxy: dict[str, StallingProxy]
 ) -> None:
@@ -204,6 +223,9 @@ DAMAGE = {
     "version is text": "version = 'abc'",
     "version is a real": "version = 1.5",
     "user id is a blob": "user_id = X'01'",
+    "created is no date": "created = '2026-13-45 10:00:00'",
+    "updated is a blob": "updated = X'00FF'",
+    "device is a blob": "device = X'01'",
 }
 
 
@@ -278,20 +300,37 @@ def test_one_damaged_row_does_not_hide_a_page(caplog: pytest.LogCaptureFixture) 
         assert page.damaged + rest.damaged == 1
 
 
+WHEN = "2030-01-01 00:00:00"
+
+
 @pytest.mark.parametrize(
     "columns",
     [
-        (None, 1, "2030-01-01 00:00:00", None),
-        (b"x", None, "2030-01-01 00:00:00", None),
-        (b"x", 1, None, None),
-        (b"x", True, "2030-01-01 00:00:00", None),
-        (b"x", 1, datetime.date(2030, 1, 1), None),
-        (b"x", 1, "2030-01-01 00:00:00", 7),
+        (None, 1, WHEN, None, WHEN, WHEN, None),
+        (b"x", None, WHEN, None, WHEN, WHEN, None),
+        (b"x", 1, None, None, WHEN, WHEN, None),
+        (b"x", True, WHEN, None, WHEN, WHEN, None),
+        (b"x", 1, datetime.date(2030, 1, 1), None, WHEN, WHEN, None),
+        (b"x", 1, WHEN, 7, WHEN, WHEN, None),
+        (b"x", 1, WHEN, None, None, WHEN, None),
+        (b"x", 1, WHEN, None, WHEN, 7, None),
+        (b"x", 1, WHEN, None, WHEN, WHEN, b"ua"),
     ],
-    ids=["null data", "null version", "null expires", "bool version", "date", "int user id"],
+    ids=[
+        "null data",
+        "null version",
+        "null expires",
+        "bool version",
+        "date",
+        "int user id",
+        "null created",
+        "int updated",
+        "bytes device",
+    ],
 )
 def test_columns_that_this_engine_never_writes_are_damage(columns: tuple[Any, ...]) -> None:
     storage = SQLStorage("default", "", 1000)
+    assert storage._record("k", b"x", 1, WHEN, "7", WHEN, WHEN, "ua").device == "ua"
     with pytest.raises(DamagedRecord):
         storage._record("k", *columns)
 

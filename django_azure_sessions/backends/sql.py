@@ -1,8 +1,10 @@
 """SQL engine: sessions in a table of any Django database (Azure SQL via mssql-django).
 
-The hot path is hand-written SQL through ``connection.cursor()``, one statement per load and
-one per save; cleanup goes through the ORM. Listing picks keys with the ORM and reads the
-rows with the same statement shape as a load, so a damaged row is skipped the same way.
+The hot path is hand-written SQL through ``connection.cursor()``, one statement per load, per
+save and per touch (an UPDATE of the expiry and the last activity alone, conditional on the
+version, which it leaves as it is); cleanup goes through the ORM. Listing picks keys with the
+ORM and reads the rows with the same columns as a load, so a damaged row is skipped the same
+way.
 
 Each statement on PostgreSQL and MySQL/MariaDB is watched: past ``AZURE_SESSIONS["TIMEOUT"]``
 one watchdog thread shuts the connection's socket down (``fileno()`` is public on psycopg
@@ -41,7 +43,7 @@ from ..models import Session
 
 logger = logging.getLogger("django_azure_sessions")
 
-_COLUMNS = ("key", "data", "expires", "user_id", "version", "created", "updated")
+_COLUMNS = ("key", "data", "expires", "user_id", "version", "created", "updated", "device")
 #: Vendors whose connections have a socket that the watchdog can shut down.
 _WATCHED_VENDORS = frozenset({"postgresql", "mysql"})
 #: MySQL client errors that mean the connection is gone (CR_CONNECTION_ERROR,
@@ -154,26 +156,27 @@ class SQLStorage(Storage):
         self.timeout = timeout
         connection = connections[alias]
         self.table = connection.ops.quote_name(Session._meta.db_table)
-        key, data, expires, user_id, version, created, updated = map(
+        key, data, expires, user_id, version, created, updated, device = map(
             connection.ops.quote_name, _COLUMNS
         )
         self.vendor = connection.vendor
         self.watched = self.vendor in _WATCHED_VENDORS
-        self.sql_load = (
-            f"SELECT {data}, {version}, {expires}, {user_id} FROM {self.table} "
-            f"WHERE {key} = %s AND {expires} > %s"
-        )
-        self.sql_rows = (
-            f"SELECT {key}, {data}, {version}, {expires}, {user_id}, {created}, {updated} "
-            f"FROM {self.table} WHERE {key} IN "
-        )
+        columns = f"{data}, {version}, {expires}, {user_id}, {created}, {updated}, {device}"
+        self.sql_load = f"SELECT {columns} FROM {self.table} WHERE {key} = %s AND {expires} > %s"
+        self.sql_rows = f"SELECT {key}, {columns} FROM {self.table} WHERE {key} IN "
         self.sql_update = (
             f"UPDATE {self.table} SET {data} = %s, {expires} = %s, {user_id} = %s, "
-            f"{version} = {version} + 1, {updated} = %s WHERE {key} = %s AND {version} = %s"
+            f"{version} = {version} + 1, {updated} = %s, {device} = %s "
+            f"WHERE {key} = %s AND {version} = %s"
+        )
+        # The version stays: a save after a touch names the version it loaded, and wins.
+        self.sql_touch = (
+            f"UPDATE {self.table} SET {expires} = %s, {updated} = %s "
+            f"WHERE {key} = %s AND {version} = %s"
         )
         insert = (
             f"INTO {self.table} ({key}, {data}, {expires}, {user_id}, {version}, {created}, "
-            f"{updated}) VALUES (%s, %s, %s, %s, 1, %s, %s)"
+            f"{updated}, {device}) VALUES (%s, %s, %s, %s, 1, %s, %s, %s)"
         )
         if self.vendor == "postgresql":
             self.sql_create: str | None = f"INSERT {insert} ON CONFLICT ({key}) DO NOTHING"
@@ -261,21 +264,21 @@ class SQLStorage(Storage):
             )
             if row is None:
                 return None
-            data, version, expires, user_id = row
-            return self._record(key, data, version, expires, user_id)
+            return self._record(key, *row)
         except DamagedRecord as exc:
             self.damaged(key, str(exc))
             return None
 
     def create(self, record: Record) -> int | None:
-        when = self._db_time(record.updated or utcnow())
+        updated = record.updated or utcnow()
         params = (
             self.prefix + record.key,
             record.data,
             self._db_time(record.expires),
             record.user_id,
-            when,
-            when,
+            self._db_time(record.created or updated),
+            self._db_time(updated),
+            record.device,
         )
         if self.sql_create is not None:
             return 1 if self._run("create", self.sql_create, params) == 1 else None
@@ -292,45 +295,67 @@ class SQLStorage(Storage):
             self._db_time(record.expires),
             record.user_id,
             self._db_time(record.updated or utcnow()),
+            record.device,
             self.prefix + record.key,
             loaded.version,
         )
         return loaded.version + 1 if self._run("update", self.sql_update, params) == 1 else None
 
+    def touch(self, record: Record, loaded: Record) -> int | None:
+        params = (
+            self._db_time(record.expires),
+            self._db_time(record.updated or utcnow()),
+            self.prefix + record.key,
+            loaded.version,
+        )
+        return loaded.version if self._run("touch", self.sql_touch, params) == 1 else None
+
     def delete(self, key: str) -> None:
         self._run("delete", self.sql_delete, (self.prefix + key,))
 
-    def _from_db(self, value: Any) -> datetime.datetime:
-        """A datetime read back from the database, as an aware UTC datetime."""
+    def _from_db(self, *values: Any) -> list[datetime.datetime]:
+        """Datetimes read back from the database, as aware UTC datetimes."""
+        zone = None  # looked up once a row: ``connections[alias]`` costs microseconds
+        aware: list[datetime.datetime] = []
         try:
-            if isinstance(value, str):  # SQLite through a raw cursor
-                value = datetime.datetime.fromisoformat(value)
-            if not isinstance(value, datetime.datetime):
-                raise TypeError(f"a {type(value).__name__}, not a datetime")
-            if timezone.is_naive(value):  # in the zone Django wrote it in, as its ORM reads it
-                zone = connections[self.alias].timezone or timezone.get_default_timezone()
-                value = timezone.make_aware(value, zone)
-            return value.astimezone(datetime.timezone.utc)  # type: ignore[no-any-return]
+            for value in values:
+                if isinstance(value, str):  # SQLite through a raw cursor
+                    value = datetime.datetime.fromisoformat(value)
+                if not isinstance(value, datetime.datetime):
+                    raise TypeError(f"a {type(value).__name__}, not a datetime")
+                if timezone.is_naive(value):  # in the zone Django wrote it in, as its ORM does
+                    if zone is None:
+                        connection = connections[self.alias]
+                        zone = connection.timezone or timezone.get_default_timezone()
+                    value = timezone.make_aware(value, zone)
+                aware.append(value.astimezone(datetime.timezone.utc))
         except (ValueError, TypeError, OverflowError) as exc:
             raise DamagedRecord(f"unreadable date: {exc}") from exc
+        return aware
 
-    def _record(self, key: str, data: Any, version: Any, expires: Any, user_id: Any) -> Record:
-        """The record of one row's columns; raises ``DamagedRecord`` on a column that is
-        not what this engine writes."""
+    def _record(
+        self,
+        key: str,
+        data: Any,
+        version: Any,
+        expires: Any,
+        user_id: Any,
+        created: Any,
+        updated: Any,
+        device: Any,
+    ) -> Record:
+        """The record of one row's columns (``sql_load``'s); raises ``DamagedRecord`` on a
+        column that is not what this engine writes."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise DamagedRecord(f"data is a {type(data).__name__}, not bytes")
         if not isinstance(version, int) or isinstance(version, bool):
             raise DamagedRecord(f"version is a {type(version).__name__}, not an integer")
         if user_id is not None and not isinstance(user_id, str):
             raise DamagedRecord(f"user id is a {type(user_id).__name__}, not a string")
-        return Record(key, bytes(data), self._from_db(expires), user_id, version)
-
-    def _lenient_time(self, value: Any) -> datetime.datetime | None:
-        """``created`` and ``updated``, which no load reads: shown when readable."""
-        try:
-            return self._from_db(value)
-        except DamagedRecord:
-            return None
+        if device is not None and not isinstance(device, str):
+            raise DamagedRecord(f"device is a {type(device).__name__}, not a string")
+        expires, created, updated = self._from_db(expires, created, updated)
+        return Record(key, bytes(data), expires, user_id, version, created, updated, device)
 
     def _queryset(self) -> Any:
         queryset = Session.objects.using(self.alias)
@@ -351,7 +376,7 @@ class SQLStorage(Storage):
                         rows.extend(self._run("list", self.sql_rows + "(%s)", [one], fetch="all"))
                     except DamagedRecord as exc:
                         self.damaged(one[len(self.prefix) :], str(exc))
-                        rows.append((one, _UNREAD, None, None, None, None, None))
+                        rows.append((one, _UNREAD, *[None] * (len(_COLUMNS) - 2)))
         return rows
 
     def _read(self, stored: Iterable[str]) -> tuple[list[Record], int]:
@@ -366,17 +391,14 @@ class SQLStorage(Storage):
             if row is None:
                 continue  # deleted meanwhile
             key = stored_key[len(self.prefix) :]
-            _, data, version, expires, user_id, created, updated = row
             try:
-                record = self._record(key, data, version, expires, user_id)
+                record = self._record(key, *row[1:])
             except DamagedRecord as exc:
-                if data is not _UNREAD:  # else logged by _rows()
+                if row[1] is not _UNREAD:  # else logged by _rows()
                     self.damaged(key, str(exc))
                 damaged += 1
                 continue
             if record.expires > now:
-                record.created = self._lenient_time(created)
-                record.updated = self._lenient_time(updated)
                 records.append(record)
         return records, damaged
 
