@@ -371,6 +371,8 @@ def test_concurrent_sign_ins_keep_the_newest(storage: Storage, settings: Any) ->
             browser.login(user)
         except BaseException as exc:
             errors.append(exc)
+        finally:
+            connections.close_all()  # this thread's, so the test database can be dropped
 
     threads = [threading.Thread(target=sign_in, args=(b,)) for b in browsers]
     for thread in threads:
