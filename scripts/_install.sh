@@ -2,8 +2,9 @@
 #
 #   das_install     .venv with the project (editable, every extra) and the test and lint
 #                   groups; node_modules from package.json when there is one; the C library
-#                   mysqlclient compiles against. Each part is skipped when its inputs have
-#                   not changed since it last succeeded (DAS_REINSTALL=1 forces it).
+#                   mysqlclient compiles against; Django's own session tests for the Django
+#                   in .venv (das_install_django_tests). Each part is skipped when its inputs
+#                   have not changed since it last succeeded (DAS_REINSTALL=1 forces it).
 #
 # Environment: DAS_PYTHON (default python3) builds .venv.
 
@@ -101,8 +102,50 @@ das_install_node() {
     printf '%s' "$fingerprint" >"$stamp"
 }
 
+# Django's own session tests (tests/sessions_tests/ of Django's source tree), which
+# tests/test_django_suite.py runs against every engine. The wheel has no tests, the sdist of
+# the same release has: it is downloaded from PyPI and only that directory is kept, in
+# .cache/django-tests/<version>/sessions_tests/ (gitignored). The argument is the Python whose
+# Django it is for (default: .venv's; another env, such as a tox env, passes its own).
+DAS_DJANGO_TESTS_DIR="$DAS_ROOT/.cache/django-tests"
+das_install_django_tests() {
+    local python=${1:-$DAS_VENV/bin/python} version dest stamp fingerprint tmp archive
+    version=$("$python" -c 'import django; print(django.__version__)') \
+        || das_die "could not read Django's version from $python"
+    dest="$DAS_DJANGO_TESTS_DIR/$version"
+    stamp="$dest/.das-installed"
+    fingerprint="django==$version tests/sessions_tests/"
+    if [[ -f $stamp && $(<"$stamp") == "$fingerprint" && -f $dest/sessions_tests/tests.py
+        && -z ${DAS_REINSTALL:-} ]]; then
+        return
+    fi
+    das_say "Fetching Django $version's own session tests (its sdist, from PyPI)"
+    tmp=$(mktemp -d) || das_die "could not create a temporary directory"
+    if ! "$python" -m pip download -q --no-deps --no-binary :all: "django==$version" \
+        -d "$tmp" >&2; then
+        rm -rf "$tmp"
+        das_die "could not download the sdist of django==$version from PyPI"
+    fi
+    archive=$(compgen -G "$tmp/[Dd]jango-$version.tar.gz" | head -n1) || true
+    mkdir -p "$tmp/out"
+    # The sdist's top directory is django-<version>/ (Django-<version>/ in older releases).
+    if [[ -z $archive ]] \
+        || ! tar -xzf "$archive" -C "$tmp/out" --no-same-owner --strip-components=2 --wildcards \
+            '*/tests/sessions_tests/*' \
+        || [[ ! -f $tmp/out/sessions_tests/tests.py ]]; then
+        rm -rf "$tmp"
+        das_die "the sdist of django==$version has no tests/sessions_tests/tests.py"
+    fi
+    rm -rf "$dest"
+    mkdir -p "$dest" && mv "$tmp/out/sessions_tests" "$dest/" \
+        || { rm -rf "$tmp"; das_die "could not write $dest"; }
+    rm -rf "$tmp"
+    printf '%s' "$fingerprint" >"$stamp"
+}
+
 das_install() {
     das_install_python
     das_install_node
+    das_install_django_tests
     export PATH="$DAS_VENV/bin:$DAS_ROOT/node_modules/.bin:$PATH"
 }
