@@ -47,7 +47,7 @@ def _seconds(value: Any, *, zero: bool = False) -> bool:
     return value >= 0 if zero else value > 0
 
 
-def _optional_seconds(config: dict[str, Any], name: str) -> float | None | bool:
+def _optional_seconds(config: dict[str, Any], name: str) -> float | bool | None:
     """The setting if it is None or seconds above 0; False if it is neither."""
     value = config.get(name)
     return value if value is None or _seconds(value) else False
@@ -233,8 +233,7 @@ def _check_activity(config: dict[str, Any]) -> list[CheckMessage]:
         errors.append(
             _error(
                 "E066",
-                f"{SETTING_NAME}['ABSOLUTE_TIMEOUT'] must be None or a number of seconds "
-                "above 0.",
+                f"{SETTING_NAME}['ABSOLUTE_TIMEOUT'] must be None or a number of seconds above 0.",
                 "Like 43200: a session is over 12 hours after sign-in, however active.",
             )
         )

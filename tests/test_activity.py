@@ -381,7 +381,7 @@ def test_concurrent_sign_ins_keep_the_newest(storage: Storage, settings: Any) ->
         thread.join()
     assert errors == []
     alive = {r.key for r in storage.user_records(str(user.pk))}
-    assert 1 <= len(alive)  # a sign-in never revokes its own session
+    assert len(alive) >= 1  # a sign-in never revokes its own session
     newest = Browser(False)
     newest.login(user)
     alive = {r.key for r in storage.user_records(str(user.pk))}

@@ -162,12 +162,17 @@ def ended(record: Record, now: datetime.datetime) -> str | None:
     ``IDLE_TIMEOUT``, never before.
     """
     absolute = app_settings.ABSOLUTE_TIMEOUT
-    if absolute is not None and record.created is not None:
-        if (now - record.created).total_seconds() > absolute:
-            return "absolute"
+    if absolute is not None and _seconds_since(record.created, now) > absolute:
+        return "absolute"
     idle = app_settings.IDLE_TIMEOUT
-    if idle is not None and record.updated is not None:
-        slack = app_settings.ACTIVITY_INTERVAL
-        if (now - record.updated).total_seconds() > idle + slack:
-            return "idle"
+    if (
+        idle is not None
+        and _seconds_since(record.updated, now) > idle + app_settings.ACTIVITY_INTERVAL
+    ):
+        return "idle"
     return None
+
+
+def _seconds_since(then: datetime.datetime | None, now: datetime.datetime) -> float:
+    """Seconds from ``then`` to ``now``; 0 when the store did not say (nothing times out)."""
+    return 0.0 if then is None else (now - then).total_seconds()

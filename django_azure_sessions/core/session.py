@@ -414,7 +414,12 @@ def _revoked(
     storage: Storage, user_id: str | None, stored_ids: list[str], reason: str
 ) -> dict[str, Any]:
     """The arguments of ``session_revoked`` for sessions the core ended."""
-    return {"sender": type(storage), "user_id": user_id, "stored_ids": stored_ids, "reason": reason}
+    return {
+        "sender": type(storage),
+        "user_id": user_id,
+        "stored_ids": stored_ids,
+        "reason": reason,
+    }
 
 
 async def _asend(signal: Any, **kwargs: Any) -> Any:
