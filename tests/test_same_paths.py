@@ -177,6 +177,11 @@ def table_requests(storage: TableStorage, log: WireLog, is_async: bool) -> list[
     moved.version = run("update, a new hour", "update", moved, changed)
     signed_in = dataclasses.replace(moved, user_id="7")
     signed_in.version = run("sign in", "update", signed_in, moved)
+    touch = Record(key, b"", signed_in.expires + datetime.timedelta(minutes=1), updated=utcnow())
+    touched = dataclasses.replace(signed_in, expires=touch.expires, updated=touch.updated)
+    touched.version = run("touch", "touch", touch, signed_in)
+    touch = dataclasses.replace(touch, expires=_table_at(middle + 5 * BUCKET_SECONDS))
+    assert run("touch, a new hour", "touch", touch, touched) is not None
     assert len(run("user_records", "user_records", "7")) == 1
     assert len(run("page", "page", None, 10).records) == 1
     gone = keys.storage_id("samepaths" + "1" * 23)
@@ -203,3 +208,6 @@ def test_table_requests_are_the_same_sync_and_async(azurite: Azurite) -> None:
     by_name = dict(sent[False])
     assert [request.split(" ")[0] for request in by_name["update"]] == ["PUT"]
     assert "\nIf-Match: <etag>" in by_name["update"][0]
+    assert [request.split(" ")[0] for request in by_name["touch"]] == ["PATCH"]
+    assert "\nIf-Match: <etag>" in by_name["touch"][0]
+    assert [request.split(" ")[0] for request in by_name["touch, a new hour"]] == ["POST"]
