@@ -19,9 +19,12 @@ atomically, in one entity-group transaction; the entry moves only when the expir
 into another hour, so most saves are a plain conditional replace, and most touches (the
 expiry and the last activity alone) a conditional merge of those two properties.
 ``clear_expired`` reads the due entries of each partition (a range of RowKeys), never the
-sessions themselves; then it checks every per-user entry against its session (a point read
-each: the cost grows with signed-in sessions, not the table) and removes those whose session
-is gone, as ``user_records`` does for the entries it reads.
+sessions themselves. Then it checks every per-user entry against its session and removes
+those whose session is gone, as ``user_records`` does for the entries it reads: in each
+partition it reads the user and expiry of the sessions the entries name, one by one where
+they are few, else the range of sessions they span (a request per 1,000 sessions, which
+costs more than reading one by one only where anonymous sessions outnumber signed-in ones a
+thousand to one).
 
 ``Updated`` (the last activity) is a property rather than the entity's Timestamp: the core
 decides that time (``Record.updated``) and reads back what it wrote, a copy between stores
@@ -77,6 +80,10 @@ WORKERS = 8  # partitions cleaned at once
 # Seconds before a user entry whose session names another user, or expired, counts as stale:
 # a sign-in writes the entry just before the session, a request may save just after expiry.
 STALE_USER_ENTRY = 300
+# Cleanup reads the sessions that user entries name one by one, or, where more than this many
+# fall in one partition, the whole range of sessions they span, PAGE at a time.
+RANGE_READ = 8
+PAGE = 1000
 
 _HEX = "0123456789abcdef"
 _QUARTERS = "0123"
@@ -655,9 +662,9 @@ class TableStorage(Storage):
             self._pruned((yield from self._prune(partition, stale)))
         return sorted(records, key=lambda record: record.key)
 
-    def _user_entries(self) -> Steps[dict[str, list[Any]]]:
-        """Every user entry of the namespace, by user partition."""
-        entries = yield Call(
+    def _user_entries(self) -> Steps[list[Any]]:
+        """Every user entry of the namespace."""
+        entries: list[Any] = yield Call(
             "query",
             ("PartitionKey ge @lo and PartitionKey lt @hi",),
             {
@@ -666,23 +673,66 @@ class TableStorage(Storage):
                 "select": ["PartitionKey", "RowKey", "Timestamp"],
             },
         )
-        by_partition: dict[str, list[Any]] = {}
-        for entry in entries:
-            by_partition.setdefault(entry["PartitionKey"], []).append(entry)
-        return by_partition
+        return entries
 
-    def _repair_users(self, partition: str, entries: list[Any]) -> Steps[int]:
-        """Check the user entries ``entries`` of ``partition`` against their sessions and
-        remove the stale ones (see ``_stale``); return how many were removed."""
-        stale = []
+    def _stale_entries(self, partition: str, entries: list[Any]) -> Steps[list[Any]]:
+        """Which of ``entries``, user entries of sessions of ``partition``, are stale (see
+        ``_stale``): each session read alone, or where they are more than ``RANGE_READ``, the
+        range of sessions they span read instead, ``PAGE`` at a time."""
+        wanted = sorted({entry["RowKey"] for entry in entries})
+        sessions: dict[str, Any] = {}
+        if len(wanted) <= RANGE_READ:
+            for key in wanted:
+                sessions[key] = yield from self._session(key, "UserId", "Expires")
+        else:
+            names = set(wanted)
+            bound, after = "ge", f"s.{wanted[0]}"
+            while True:
+                found = yield Call(
+                    "query",
+                    (f"PartitionKey eq @pk and RowKey {bound} @after and RowKey le @last",),
+                    {
+                        "parameters": {"pk": partition, "after": after, "last": f"s.{wanted[-1]}"},
+                        "select": ["RowKey", "UserId", "Expires"],
+                        "limit": PAGE,
+                    },
+                )
+                for entity in found:
+                    if (key := entity["RowKey"][2:]) in names:
+                        sessions[key] = entity
+                if len(found) < PAGE:
+                    break
+                bound, after = "gt", found[-1]["RowKey"]
         now = utcnow()
+        stale = []
         for entry in entries:
-            entity = yield from self._session(entry["RowKey"], "UserId", "Expires")
+            entity = sessions.get(entry["RowKey"])
             user_id = None if entity is None else entity.get("UserId")
-            owned = isinstance(user_id, str) and self._user_partition(user_id) == partition
+            owned = isinstance(user_id, str) and (
+                self._user_partition(user_id) == entry["PartitionKey"]
+            )
             if self._stale(entry, entity, owned, now):
                 stale.append(entry)
-        return (yield from self._prune(partition, stale)) if stale else 0
+        return stale
+
+    def _checks(self, entries: list[Any]) -> list[Steps[list[Any]]]:
+        """The steps that find which of the user ``entries`` are stale, one per partition of
+        their sessions; an entry that names no session id is stale as it is."""
+        by_partition: dict[str, list[Any]] = {}
+        unnamed = []
+        for entry in entries:
+            if keys.is_storage_id(entry["RowKey"]):
+                by_partition.setdefault(self._partition(entry["RowKey"]), []).append(entry)
+            else:
+                unnamed.append(entry)
+        steps = [self._stale_entries(p, found) for p, found in by_partition.items()]
+        return [*steps, _done(unnamed)] if unnamed else steps
+
+    def _prunes(self, stale: Iterable[list[Any]]) -> list[Steps[int]]:
+        by_user: dict[str, list[Any]] = {}
+        for entry in (entry for group in stale for entry in group):
+            by_user.setdefault(entry["PartitionKey"], []).append(entry)
+        return [self._prune(partition, found) for partition, found in by_user.items()]
 
     def _page(self, cursor: str | None, limit: int) -> Steps[Page]:
         now = utcnow()
@@ -740,15 +790,11 @@ class TableStorage(Storage):
                 by_user.setdefault(self._user_partition(removal.user_id), []).append(removal.key)
         return [self._clear_users(partition, keys) for partition, keys in by_user.items()]
 
-    def _repairs(self, entries: dict[str, list[Any]]) -> list[Steps[int]]:
-        return [self._repair_users(partition, found) for partition, found in entries.items()]
-
     def clear_expired(self) -> int:
         removed = self.runner.run_all([self._clear_partition(p) for p in self._partitions()])
         self.runner.run_all(self._user_batches(removed))
-        self._pruned(
-            sum(self.runner.run_all(self._repairs(self.runner.run(self._user_entries()))))
-        )
+        stale = self.runner.run_all(self._checks(self.runner.run(self._user_entries())))
+        self._pruned(sum(self.runner.run_all(self._prunes(stale))))
         return _count(removed)
 
     def user_records(self, user_id: str) -> list[Record]:
@@ -777,8 +823,10 @@ class TableStorage(Storage):
             [self._clear_partition(p) for p in self._partitions()]
         )
         await self.runner.arun_all(self._user_batches(removed))
-        entries = await self.runner.arun(self._user_entries())
-        self._pruned(sum(await self.runner.arun_all(self._repairs(entries))))
+        stale = await self.runner.arun_all(
+            self._checks(await self.runner.arun(self._user_entries()))
+        )
+        self._pruned(sum(await self.runner.arun_all(self._prunes(stale))))
         return _count(removed)
 
     async def auser_records(self, user_id: str) -> list[Record]:
@@ -793,6 +841,12 @@ class TableStorage(Storage):
     def raw_client(self) -> Any:
         """The process's ``azure.data.tables.TableClient`` on the sessions table."""
         return self.runner.client()
+
+
+def _done(value: T) -> Steps[T]:
+    """Steps that need no request."""
+    yield from ()
+    return value
 
 
 def _count(removed: list[list[_Removal]]) -> int:
