@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import http.client
@@ -35,6 +36,7 @@ from azure.core.exceptions import (
 from azure.data.tables import (
     AccountSasPermissions,
     ResourceTypes,
+    UpdateMode,
     generate_account_sas,
 )
 from django.contrib.sessions.backends.base import UpdateError
@@ -686,6 +688,183 @@ def test_clear_expired_removes_user_entries(table_engine: type[Any]) -> None:
     assert raw_rows(storage, storage._user_partition(user)) == [key]
     assert storage.clear_expired() >= 1
     assert raw_rows(storage, storage._user_partition(user)) == []
+
+
+def _stored(storage: TableStorage, user_id: str | None = None, **fields: Any) -> Record:
+    """A record created in ``storage`` (an hour ahead unless ``expires`` says otherwise), as
+    a later write names it: with its version."""
+    now = utcnow()
+    record = Record(
+        keys.storage_id(keys.new_key()),
+        b"data",
+        now + datetime.timedelta(hours=1),
+        user_id=user_id,
+        updated=now,
+        device="ua",
+    )
+    record = dataclasses.replace(record, **fields)
+    record.version = storage.create(record)
+    assert record.version is not None
+    return record
+
+
+@pytest.mark.parametrize("reads", ["one by one", "by range"])
+def test_user_records_and_clear_expired_repair_the_user_index(
+    table_engine: type[Any], is_async: bool, monkeypatch: pytest.MonkeyPatch, reads: str
+) -> None:
+    """User entries whose session was deleted outside the package go: those of the user
+    listed when listed, everyone's when cleaning up."""
+    if reads == "by range":  # every partition read by range, two sessions a request
+        monkeypatch.setattr(table, "RANGE_READ", 0)
+        monkeypatch.setattr(table, "PAGE", 2)
+    storage = storage_of(table_engine)
+    client = storage.raw_client()
+    alice, bob = (f"{name}-{keys.new_key()[:6]}" for name in ("alice", "bob"))
+    # All in one partition, with anonymous sessions between them: a range is read in pages.
+    in_one_partition = lambda: "00" + os.urandom(31).hex()  # noqa: E731
+    mine = {
+        user: sorted(_stored(storage, user, key=in_one_partition()).key for _ in range(3))
+        for user in (alice, bob)
+    }
+    for _ in range(3):
+        _stored(storage, key=in_one_partition())
+    for key in mine[alice][:2] + mine[bob][:2]:
+        client.delete_entity(storage._partition(key), "s." + key)  # its expiry entry stays
+    assert [r.key for r in call(is_async, storage, "user_records", alice)] == mine[alice][2:]
+    assert raw_rows(storage, storage._user_partition(alice)) == mine[alice][2:]
+    assert raw_rows(storage, storage._user_partition(bob)) == mine[bob]  # not read yet
+
+    # Cleaning up checks every user's entries: Bob's too, and entries that name no session
+    # id, or another user's session (once old: a sign-in writes the entry first).
+    client.upsert_entity(storage._user_entity(bob, "not-a-session-id"))
+    client.upsert_entity(storage._user_entity(bob, mine[alice][2]))
+    assert call(is_async, storage, "clear_expired") == 0  # nothing had expired
+    bobs = storage._user_partition(bob)
+    assert raw_rows(storage, bobs) == sorted([mine[bob][2], mine[alice][2]])
+    monkeypatch.setattr(table, "STALE_USER_ENTRY", -60)  # as if it were old
+    call(is_async, storage, "clear_expired")
+    assert raw_rows(storage, bobs) == mine[bob][2:]
+    assert raw_rows(storage, storage._user_partition(alice)) == mine[alice][2:]
+    assert [r.key for r in storage.user_records(bob)] == mine[bob][2:]
+
+
+def test_an_expired_session_no_index_finds_leaves_its_user_entry_to_the_repair(
+    table_engine: type[Any], is_async: bool
+) -> None:
+    storage = storage_of(table_engine)
+    user = f"user-{keys.new_key()[:6]}"
+    record = _stored(storage, user, expires=utcnow() - datetime.timedelta(hours=2))
+    for row in index_rows(storage, record.key):  # lost: the expiry pass cannot see it
+        storage.raw_client().delete_entity(storage._partition(record.key), row)
+    assert call(is_async, storage, "clear_expired") == 0
+    assert raw_rows(storage, storage._user_partition(user)) == []
+
+
+def test_the_repair_survives_a_dropped_connection(
+    azurite: Azurite, proxy: ForwardProxy, is_async: bool
+) -> None:
+    """Its removals go out again (conditional deletes: applied twice, they find the entries
+    gone), and cleaning up goes on."""
+    with table_store("table", {"TABLE": table_settings(azurite)}) as engine:
+        storage = storage_of(engine)
+        for failure in ("drop_posts", "lose_posts"):
+            user = f"user-{keys.new_key()[:6]}"
+            made = sorted(_stored(storage, user).key for _ in range(3))
+            for key in made[:2]:
+                storage.raw_client().delete_entity(storage._partition(key), "s." + key)
+            proxy.seen.clear()
+            setattr(proxy, failure, 1)
+            assert call(is_async, storage, "clear_expired") == 0
+            assert getattr(proxy, failure) == 0
+            # Lost, it is sent again, finds its first entry gone, and goes without it.
+            sent = {"drop_posts": 2, "lose_posts": 3}[failure]
+            assert _posts(proxy) == ["POST /devstoreaccount1/$batch"] * sent
+            assert raw_rows(storage, storage._user_partition(user)) == made[2:]
+
+
+# Touch: the expiry and the last activity alone
+
+
+def test_a_touch_is_one_conditional_merge(azurite: Azurite, is_async: bool) -> None:
+    log = RequestLog()
+    settings = table_settings(azurite, OPTIONS={"raw_request_hook": log})
+    with table_store("table", {"TABLE": settings}) as engine:
+        storage = storage_of(engine)
+        middle = bucket_end(utcnow()) + 24 * BUCKET_SECONDS + BUCKET_SECONDS // 2
+        record = _stored(storage, "5", expires=_at(middle))
+        loaded = storage.load(record.key)
+        assert loaded is not None
+        log.take()
+        touch = Record(record.key, b"", _at(middle + 60), updated=utcnow())
+        version = call(is_async, storage, "touch", touch, loaded)
+        assert log.take() == [
+            f"PATCH {TABLE_NAME}(PartitionKey='{storage._partition(record.key)}',"
+            f"RowKey='s.{record.key}')"
+        ]
+        assert log.headers[-1]["If-Match"] == loaded.version.etag
+        after = storage.load(record.key)
+        assert after is not None
+        assert version == after.version
+        assert (after.expires, after.updated) == (touch.expires, touch.updated)
+        assert len(index_rows(storage, record.key)) == 1
+
+
+def test_a_touch_into_another_hour_moves_the_expiry_entry(
+    table_engine: type[Any], is_async: bool
+) -> None:
+    """A session created with an expiry in a past hour (cleanup would delete it without
+    reading it) slides into the future: the entry moves with it, and cleanup keeps it; slid
+    back into the past, cleanup removes it, and its user entry."""
+    storage = storage_of(table_engine)
+    user = f"user-{keys.new_key()[:6]}"
+    loaded = _stored(storage, user, expires=utcnow() - datetime.timedelta(hours=2))
+    key = loaded.key
+    later = Record(key, b"", utcnow() + datetime.timedelta(hours=3), updated=utcnow())
+    version = call(is_async, storage, "touch", later, loaded)
+    assert version is not None
+    assert index_rows(storage, key) == [f"x.{bucket_end(later.expires):011d}.{key}"]
+    assert call(is_async, storage, "clear_expired") == 0
+    assert storage.load(key) is not None
+    assert raw_rows(storage, storage._user_partition(user)) == [key]
+
+    slid = dataclasses.replace(loaded, expires=later.expires, version=version)
+    past = Record(key, b"", utcnow() - datetime.timedelta(hours=2), updated=utcnow())
+    assert call(is_async, storage, "touch", past, slid) is not None
+    assert index_rows(storage, key) == [f"x.{bucket_end(past.expires):011d}.{key}"]
+    assert call(is_async, storage, "clear_expired") == 1
+    assert "s." + key not in raw_rows(storage, storage._partition(key))
+    assert index_rows(storage, key) == []
+    assert raw_rows(storage, storage._user_partition(user)) == []
+
+
+def test_a_touch_into_another_hour_never_writes_over_a_newer_save(
+    table_engine: type[Any], is_async: bool
+) -> None:
+    storage = storage_of(table_engine)
+    loaded = _stored(storage, "5")
+    newer = dataclasses.replace(loaded, data=b"newer", updated=utcnow())
+    assert storage.update(newer, loaded) is not None
+    later = Record(loaded.key, b"", utcnow() + datetime.timedelta(hours=5), updated=utcnow())
+    assert call(is_async, storage, "touch", later, loaded) is None
+    assert index_rows(storage, loaded.key) == [f"x.{bucket_end(loaded.expires):011d}.{loaded.key}"]
+    storage.delete(loaded.key)
+    assert call(is_async, storage, "touch", later, loaded) is None
+    assert raw_rows(storage, storage._partition(loaded.key)) == []
+
+
+def test_an_entity_without_updated_reads_its_timestamp(table_engine: type[Any]) -> None:
+    """As entities written before Updated was stored have it."""
+    storage = storage_of(table_engine)
+    key = _stored(storage).key
+    client = storage.raw_client()
+    entity = dict(client.get_entity(storage._partition(key), "s." + key))
+    del entity["Updated"], entity["Device"]
+    client.upsert_entity(entity, mode=UpdateMode.REPLACE)
+    stamp = client.get_entity(storage._partition(key), "s." + key).metadata["timestamp"]
+    loaded = storage.load(key)
+    assert loaded is not None
+    assert loaded.device is None
+    assert abs(loaded.updated - stamp) < datetime.timedelta(milliseconds=1)
 
 
 # Failures: a clear error, never an empty session; recovery without restarting the process

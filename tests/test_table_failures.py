@@ -202,6 +202,8 @@ DAMAGES: dict[str, Callable[[dict[str, Any]], None]] = {
     "data_missing": _drop("Data"),
     "data_int": _put("Data", 7),
     "created_string": _put("Created", "yesterday"),
+    "updated_string": _put("Updated", "just now"),
+    "device_int": _put("Device", 7),
     "chunk_gap": _put("Data2", b"orphan"),
     "chunk_string": _put("Data1", "text"),
 }
@@ -307,7 +309,9 @@ _VALUES = st.one_of(
         timezones=st.just(datetime.timezone.utc),
     ),
 )
-_NAMES = st.sampled_from(["Expires", "Created", "UserId", "Data", "Data1", "Data3", "Other"])
+_NAMES = st.sampled_from(
+    ["Expires", "Created", "Updated", "Device", "UserId", "Data", "Data1", "Data3", "Other"]
+)
 
 
 @hypothesis_settings(

@@ -6,9 +6,9 @@ a storage id: its first hex digit and a quarter of the second, so 64 partitions)
 =============  ====================  ===================================================
 PartitionKey   RowKey                entity
 =============  ====================  ===================================================
-``P.s.S``      ``s.<id>``            the session: Expires, UserId, Created and the data
-                                     in binary properties of 64 KiB each (its
-                                     Timestamp is when it was last saved)
+``P.s.S``      ``s.<id>``            the session: Expires, UserId, Created, Updated,
+                                     Device and the data in binary properties of 64 KiB
+                                     each
 ``P.s.S``      ``x.<end>.<id>``      its expiry index entry: the session expires before
                                      ``<end>`` (Unix seconds, a whole hour)
 ``P.u.<user>`` ``<id>``              the per-user index entry
@@ -16,8 +16,20 @@ PartitionKey   RowKey                entity
 
 A session and its expiry entry share a partition, so they are written and removed together,
 atomically, in one entity-group transaction; the entry moves only when the expiry crosses
-into another hour, so most saves are a plain conditional replace. ``clear_expired`` reads the
-due entries of each partition (a range of RowKeys), never the sessions themselves.
+into another hour, so most saves are a plain conditional replace, and most touches (the
+expiry and the last activity alone) a conditional merge of those two properties.
+``clear_expired`` reads the due entries of each partition (a range of RowKeys), never the
+sessions themselves. Then it checks every per-user entry against its session and removes
+those whose session is gone, as ``user_records`` does for the entries it reads: in each
+partition it reads the user and expiry of the sessions the entries name, one by one where
+they are few, else the range of sessions they span (a request per 1,000 sessions, which
+costs more than reading one by one only where anonymous sessions outnumber signed-in ones a
+thousand to one).
+
+``Updated`` (the last activity) is a property rather than the entity's Timestamp: the core
+decides that time (``Record.updated``) and reads back what it wrote, a copy between stores
+keeps it, and the service sets Timestamp by its own clock (Cosmos DB to the second). Entities
+written without it read their Timestamp instead.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ import calendar
 import datetime
 import hashlib
 import json
+import logging
 import re
 import string
 from collections.abc import Iterable
@@ -33,6 +46,7 @@ from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 from ..conf import app_settings
+from ..core import keys
 from ..core.session import StoreSession
 from ..core.storage import (
     DamagedRecord,
@@ -63,7 +77,13 @@ MAX_ENTITY = 1024 * 1024  # Azure Storage's entity limit (Cosmos DB allows 2 MB)
 MAX_DATA = (MAX_ENTITY - 2048) // 4 * 3  # about: keys and properties take about 1-2 KB
 BATCH = 100  # entities in one transaction
 WORKERS = 8  # partitions cleaned at once
-STALE_USER_ENTRY = 300  # seconds after which a user entry its session disowns is removed
+# Seconds before a user entry whose session names another user, or expired, counts as stale:
+# a sign-in writes the entry just before the session, a request may save just after expiry.
+STALE_USER_ENTRY = 300
+# Cleanup reads the sessions that user entries name one by one, or, where more than this many
+# fall in one partition, the whole range of sessions they span, PAGE at a time.
+RANGE_READ = 8
+PAGE = 1000
 
 _HEX = "0123456789abcdef"
 _QUARTERS = "0123"
@@ -72,6 +92,8 @@ _SESSION_END = "s.~"  # "~" sorts after every character of a storage id
 _CHUNK = re.compile(r"Data[0-9]*")
 
 T = TypeVar("T")
+
+logger = logging.getLogger("django_azure_sessions")
 
 
 class Version(NamedTuple):
@@ -176,6 +198,14 @@ def _sent_size(entity: dict[str, Any]) -> int:
     return size - 2
 
 
+def _optional(entity: Any, name: str, kind: type[T]) -> T | None:
+    """The property ``name`` of ``entity`` if it is a ``kind``, None if absent; else damaged."""
+    value = entity.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise DamagedRecord(f"{name} is of type {type(value).__name__}")
+    return value
+
+
 def _failed(exc: Any, index: int, *statuses: int) -> bool:
     return getattr(exc, "index", None) == index and getattr(exc, "status_code", None) in statuses
 
@@ -215,6 +245,7 @@ class TableStorage(Storage):
         self._modified = exceptions.ResourceModifiedError
         self._transaction_error = tables.TableTransactionError
         self._replace = tables.UpdateMode.REPLACE
+        self._merge = tables.UpdateMode.MERGE
 
     @classmethod
     def from_settings(cls) -> TableStorage:
@@ -256,9 +287,12 @@ class TableStorage(Storage):
             "RowKey": "s." + record.key,
             "Expires": record.expires,
             "Created": created,
+            "Updated": record.updated or created,
         }
         if record.user_id is not None:
             entity["UserId"] = record.user_id
+        if record.device is not None:
+            entity["Device"] = record.device
         data = record.data
         for index, start in enumerate(range(0, max(len(data), 1), CHUNK)):
             entity[_chunk_name(index)] = data[start : start + CHUNK]
@@ -292,12 +326,10 @@ class TableStorage(Storage):
         expires = _expires(entity)
         if expires <= (now or utcnow()):
             return None
-        created = entity.get("Created", expires)
-        if not isinstance(created, datetime.datetime):
-            raise DamagedRecord(f"Created is of type {type(created).__name__}")
-        user_id = entity.get("UserId")
-        if user_id is not None and not isinstance(user_id, str):
-            raise DamagedRecord(f"UserId is of type {type(user_id).__name__}")
+        created = _optional(entity, "Created", datetime.datetime) or expires
+        updated = _optional(entity, "Updated", datetime.datetime) or entity.metadata["timestamp"]
+        user_id = _optional(entity, "UserId", str)
+        device = _optional(entity, "Device", str)
         chunks: list[bytes] = []
         while isinstance(chunk := entity.get(_chunk_name(len(chunks))), bytes):
             chunks.append(chunk)
@@ -312,11 +344,17 @@ class TableStorage(Storage):
             user_id=user_id,
             version=Version(entity.metadata["etag"], _plain(created)),
             created=_plain(created),
-            updated=_plain(entity.metadata["timestamp"]),
+            updated=_plain(updated),
+            device=device,
         )
 
-    def _get(self, key: str) -> Call:
-        return Call("get_entity", (self._partition(key), "s." + key))
+    def _get(self, key: str, *select: str) -> Call:
+        """Read the session ``key``: every property, or those named in ``select``."""
+        return Call(
+            "get_entity",
+            (self._partition(key), "s." + key),
+            {"select": list(select)} if select else {},
+        )
 
     def _if_unchanged(self, etag: str) -> dict[str, Any]:
         return {"etag": etag, "match_condition": self._if_match}
@@ -371,16 +409,31 @@ class TableStorage(Storage):
             return Version(result["etag"], created)
         if user_changed and record.user_id is not None:
             yield Call("upsert_entity", (self._user_entity(record.user_id, record.key),))
-        ops: list[Any] = [("update", entity, {"mode": "replace", **self._if_unchanged(etag)})]
+        result = yield from self._write_indexed(
+            ("update", entity, {"mode": "replace", **self._if_unchanged(etag)}),
+            old_row,
+            record,
+        )
+        if result is None:
+            return None
+        if user_changed and loaded.user_id is not None:
+            yield Call("delete_entity", (self._user_partition(loaded.user_id), record.key))
+        return Version(result[0]["etag"], created)
+
+    def _write_indexed(self, write: Any, old_row: str, record: Record) -> Steps[Any]:
+        """``write`` the session (conditionally) and its expiry entry as ``record`` has it,
+        moved from ``old_row``, in one transaction; its result, or None when the session
+        changed or is gone."""
+        ops: list[Any] = [write]
+        new_row = self._index_row(record.key, record.expires)
         if old_row != new_row:
-            ops.append(("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": old_row}))
+            ops.append(("delete", {"PartitionKey": write[1]["PartitionKey"], "RowKey": old_row}))
         ops.append(("upsert", self._index_entity(record)))
         while True:
             try:
-                # Applied twice, the update meets its own ETag change: the core reloads and
+                # Applied twice, the write meets its own ETag change: the core reloads and
                 # finds its own data.
-                result = yield Call("submit_transaction", (ops,), resend=True)
-                break
+                return (yield Call("submit_transaction", (ops,), resend=True))
             except self._transaction_error as exc:
                 if _failed(exc, 0, 404, 412):
                     return None
@@ -388,9 +441,30 @@ class TableStorage(Storage):
                     del ops[1]  # no old entry to move (written by something else): go on
                     continue
                 raise
-        if user_changed and loaded.user_id is not None:
-            yield Call("delete_entity", (self._user_partition(loaded.user_id), record.key))
-        return Version(result[0]["etag"], created)
+
+    def _touch(self, record: Record, loaded: Record) -> Steps[Version | None]:
+        etag, created = loaded.version
+        fields = {
+            "PartitionKey": self._partition(loaded.key),
+            "RowKey": "s." + loaded.key,
+            "Expires": record.expires,
+            "Updated": record.updated or utcnow(),
+        }
+        old_row = self._index_row(loaded.key, loaded.expires)
+        if old_row == self._index_row(loaded.key, record.expires):
+            try:
+                result = yield Call(
+                    "update_entity", (fields,), {"mode": self._merge, **self._if_unchanged(etag)}
+                )
+            except (self._modified, self._not_found):
+                return None
+            return Version(result["etag"], created)
+        result = yield from self._write_indexed(
+            ("update", fields, {"mode": "merge", **self._if_unchanged(etag)}),
+            old_row,
+            self._touched(record, loaded),
+        )
+        return None if result is None else Version(result[0]["etag"], created)
 
     def _delete(self, key: str) -> Steps[None]:
         for _ in range(3):
@@ -475,7 +549,9 @@ class TableStorage(Storage):
         while removals:
             ops = [op for removal in removals for op in removal.ops]
             try:
-                yield Call("submit_transaction", (ops,))
+                # Applied twice, it fails on its first removal (404), which is dropped, and so
+                # on; the sessions' user entries are then left to the repair (see _stale).
+                yield Call("submit_transaction", (ops,), resend=True)
                 return removals
             except self._transaction_error as exc:
                 index = getattr(exc, "index", None)
@@ -512,6 +588,58 @@ class TableStorage(Storage):
             ]
             yield from self._remove(removals)
 
+    def _session(self, key: str, *select: str) -> Steps[Any]:
+        """The session entity ``key`` (see ``_get``), or None when there is none."""
+        if not keys.is_storage_id(key):
+            return None  # in a user entry: written by something else
+        try:
+            return (yield self._get(key, *select))
+        except self._not_found:
+            return None
+
+    @staticmethod
+    def _stale(entry: Any, entity: Any, owned: bool, now: datetime.datetime) -> bool:
+        """Whether the user entry ``entry`` points at no session of its user: ``entity`` (the
+        session) is gone, expired a while ago, or not ``owned`` by the user in an entry older
+        than that while (a sign-in writes the entry just before the session)."""
+        if entity is None:
+            return True
+        settled = now - datetime.timedelta(seconds=STALE_USER_ENTRY)
+        expires = entity.get("Expires")
+        if isinstance(expires, datetime.datetime) and expires <= settled:
+            return True
+        return not owned and entry.metadata["timestamp"] < settled
+
+    def _prune(self, partition: str, entries: list[Any]) -> Steps[int]:
+        """Remove the user entries ``entries`` of ``partition`` unless changed meanwhile (a
+        sign-in): in transactions of ``BATCH``; return how many were removed."""
+        removals = [
+            _Removal(
+                [
+                    (
+                        "delete",
+                        {"PartitionKey": partition, "RowKey": entry["RowKey"]},
+                        self._if_unchanged(entry.metadata["etag"]),
+                    )
+                ],
+                entry["RowKey"],
+                None,
+            )
+            for entry in entries
+        ]
+        removed = 0
+        for batch in _chunks(removals, BATCH):
+            removed += len((yield from self._remove(batch)))
+        return removed
+
+    def _pruned(self, count: int) -> None:
+        if count:
+            logger.info(
+                "Table: removed %d user-index entries whose session is gone (%s)",
+                count,
+                self.describe(),
+            )
+
     def _user_records(self, user_id: str) -> Steps[list[Record]]:
         partition = self._user_partition(user_id)
         entries = yield Call(
@@ -520,26 +648,91 @@ class TableStorage(Storage):
             {"parameters": {"pk": partition}, "select": ["RowKey", "Timestamp"]},
         )
         records = []
-        stale_before = utcnow() - datetime.timedelta(seconds=STALE_USER_ENTRY)
+        stale = []
+        now = utcnow()
         for entry in entries:
             key = entry["RowKey"]
-            try:
-                entity = yield self._get(key)
-            except self._not_found:
-                entity = None
-            if entity is None or entity.get("UserId") != user_id:
-                # A sign-in writes the entry just before the session: leave recent ones be.
-                if entity is None or entry.metadata["timestamp"] < stale_before:
-                    yield Call(
-                        "delete_entity",
-                        (partition, key),
-                        self._if_unchanged(entry.metadata["etag"]),
-                    )
-                continue
-            record = self._readable(key, entity)
-            if record is not None:
+            entity = yield from self._session(key)
+            owned = entity is not None and entity.get("UserId") == user_id
+            if owned and (record := self._readable(key, entity, now)) is not None:
                 records.append(record)
+            if self._stale(entry, entity, owned, now):
+                stale.append(entry)
+        if stale:
+            self._pruned((yield from self._prune(partition, stale)))
         return sorted(records, key=lambda record: record.key)
+
+    def _user_entries(self) -> Steps[list[Any]]:
+        """Every user entry of the namespace."""
+        entries: list[Any] = yield Call(
+            "query",
+            ("PartitionKey ge @lo and PartitionKey lt @hi",),
+            {
+                # The partitions .u.<user> and .uh.<hash>; a namespace holds no ".".
+                "parameters": {"lo": f"{self.namespace}.u", "hi": f"{self.namespace}.v"},
+                "select": ["PartitionKey", "RowKey", "Timestamp"],
+            },
+        )
+        return entries
+
+    def _stale_entries(self, partition: str, entries: list[Any]) -> Steps[list[Any]]:
+        """Which of ``entries``, user entries of sessions of ``partition``, are stale (see
+        ``_stale``): each session read alone, or where they are more than ``RANGE_READ``, the
+        range of sessions they span read instead, ``PAGE`` at a time."""
+        wanted = sorted({entry["RowKey"] for entry in entries})
+        sessions: dict[str, Any] = {}
+        if len(wanted) <= RANGE_READ:
+            for key in wanted:
+                sessions[key] = yield from self._session(key, "UserId", "Expires")
+        else:
+            names = set(wanted)
+            bound, after = "ge", f"s.{wanted[0]}"
+            while True:
+                found = yield Call(
+                    "query",
+                    (f"PartitionKey eq @pk and RowKey {bound} @after and RowKey le @last",),
+                    {
+                        "parameters": {"pk": partition, "after": after, "last": f"s.{wanted[-1]}"},
+                        "select": ["RowKey", "UserId", "Expires"],
+                        "limit": PAGE,
+                    },
+                )
+                for entity in found:
+                    if (key := entity["RowKey"][2:]) in names:
+                        sessions[key] = entity
+                if len(found) < PAGE:
+                    break
+                bound, after = "gt", found[-1]["RowKey"]
+        now = utcnow()
+        stale = []
+        for entry in entries:
+            entity = sessions.get(entry["RowKey"])
+            user_id = None if entity is None else entity.get("UserId")
+            owned = isinstance(user_id, str) and (
+                self._user_partition(user_id) == entry["PartitionKey"]
+            )
+            if self._stale(entry, entity, owned, now):
+                stale.append(entry)
+        return stale
+
+    def _checks(self, entries: list[Any]) -> list[Steps[list[Any]]]:
+        """The steps that find which of the user ``entries`` are stale, one per partition of
+        their sessions; an entry that names no session id is stale as it is."""
+        by_partition: dict[str, list[Any]] = {}
+        unnamed = []
+        for entry in entries:
+            if keys.is_storage_id(entry["RowKey"]):
+                by_partition.setdefault(self._partition(entry["RowKey"]), []).append(entry)
+            else:
+                unnamed.append(entry)
+        steps = [self._stale_entries(p, found) for p, found in by_partition.items()]
+        return [*steps, _done(unnamed)] if unnamed else steps
+
+    def _prunes(self, stale: Iterable[list[Any]]) -> list[Steps[int]]:
+        by_user: dict[str, list[Any]] = {}
+        for entry in (entry for group in stale for entry in group):
+            by_user.setdefault(entry["PartitionKey"], []).append(entry)
+        return [self._prune(partition, found) for partition, found in by_user.items()]
 
     def _page(self, cursor: str | None, limit: int) -> Steps[Page]:
         now = utcnow()
@@ -581,6 +774,9 @@ class TableStorage(Storage):
     def update(self, record: Record, loaded: Record) -> Version | None:
         return self.runner.run(self._update(record, loaded), "save", Deadline(self.timeout))
 
+    def touch(self, record: Record, loaded: Record) -> Version | None:
+        return self.runner.run(self._touch(record, loaded), "save", Deadline(self.timeout))
+
     def delete(self, key: str) -> None:
         self.runner.run(self._delete(key), "delete", Deadline(self.timeout))
 
@@ -597,6 +793,8 @@ class TableStorage(Storage):
     def clear_expired(self) -> int:
         removed = self.runner.run_all([self._clear_partition(p) for p in self._partitions()])
         self.runner.run_all(self._user_batches(removed))
+        stale = self.runner.run_all(self._checks(self.runner.run(self._user_entries())))
+        self._pruned(sum(self.runner.run_all(self._prunes(stale))))
         return _count(removed)
 
     def user_records(self, user_id: str) -> list[Record]:
@@ -614,6 +812,9 @@ class TableStorage(Storage):
     async def aupdate(self, record: Record, loaded: Record) -> Version | None:
         return await self.runner.arun(self._update(record, loaded), "save", Deadline(self.timeout))
 
+    async def atouch(self, record: Record, loaded: Record) -> Version | None:
+        return await self.runner.arun(self._touch(record, loaded), "save", Deadline(self.timeout))
+
     async def adelete(self, key: str) -> None:
         await self.runner.arun(self._delete(key), "delete", Deadline(self.timeout))
 
@@ -622,6 +823,10 @@ class TableStorage(Storage):
             [self._clear_partition(p) for p in self._partitions()]
         )
         await self.runner.arun_all(self._user_batches(removed))
+        stale = await self.runner.arun_all(
+            self._checks(await self.runner.arun(self._user_entries()))
+        )
+        self._pruned(sum(await self.runner.arun_all(self._prunes(stale))))
         return _count(removed)
 
     async def auser_records(self, user_id: str) -> list[Record]:
@@ -636,6 +841,12 @@ class TableStorage(Storage):
     def raw_client(self) -> Any:
         """The process's ``azure.data.tables.TableClient`` on the sessions table."""
         return self.runner.client()
+
+
+def _done(value: T) -> Steps[T]:
+    """Steps that need no request."""
+    yield from ()
+    return value
 
 
 def _count(removed: list[list[_Removal]]) -> int:
