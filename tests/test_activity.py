@@ -323,7 +323,7 @@ def test_activity_keeps_an_idle_timeout_away(
 
 
 def test_the_absolute_timeout_holds_however_active(
-    is_async: bool, settings: Any, later: Any
+    engine: type[Any], is_async: bool, settings: Any, later: Any
 ) -> None:
     configure(settings, ABSOLUTE_TIMEOUT=1800, ACTIVITY_INTERVAL=60)
     browser = Browser(is_async)
