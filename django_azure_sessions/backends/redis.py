@@ -36,7 +36,7 @@ import re
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
@@ -115,8 +115,10 @@ Version = tuple[int, int, int]
 
 
 T = TypeVar("T")
-# What a save's steps ask of a driver: ("send", commands) or ("script_load", source).
-Request = tuple[str, Any]
+# What an operation's steps ask of a driver, with the operation's budget (see _attempts):
+# ("send", commands, deadline), one round trip; ("resend", commands, deadline), the same
+# after a failure; ("script_load", source, deadline); ("sleep", seconds, deadline).
+Request = tuple[str, Any, Deadline]
 logger = logging.getLogger("django_azure_sessions")
 
 SCRIPTS = {script.sha: script for script in (UPDATE, FORGET_INDEX, INDEX)}
@@ -192,12 +194,14 @@ class RedisStorage(Storage):
         errors = self._errors = import_redis().exceptions
         self._noscript = errors.NoScriptError
         # BusyLoadingError (a server loading its data) is a ConnectionError: retried too. So are
-        # a cluster with no reachable node (RedisClusterException) and CLUSTERDOWN.
+        # a cluster with no reachable node (RedisClusterException), CLUSTERDOWN, and the end of
+        # an async attempt's asyncio.timeout() (the builtin TimeoutError).
         self._retried = (
             errors.ConnectionError,
             errors.TimeoutError,
             errors.ClusterError,
             errors.RedisClusterException,
+            TimeoutError,
         )
         self._refused = errors.AuthenticationError  # misconfiguration: retrying cannot help
 
@@ -302,28 +306,71 @@ class RedisStorage(Storage):
             return results[0], _script_call(FORGET_INDEX, self.session_key(key), *args)
         return None, None
 
-    # Saving, written once: steps that ``_drive`` and ``_adrive`` carry out (see core.steps)
+    # Operations, written once: steps that ``_drive`` and ``_adrive`` carry out (core.steps)
 
-    def _run_steps(self, commands: list[tuple[Any, ...]]) -> Steps[Request, list[Any]]:
+    def _attempts(
+        self, operation: str, deadline: Deadline, kind: str, argument: Any
+    ) -> Steps[Request, Any]:
+        """Ask the driver for ``kind`` until it succeeds, retrying connection errors and
+        timeouts with backoff, at most ``RETRIES`` times and never past ``deadline``; then the
+        store is unavailable. A command the server refuses (a ResponseError) is its reply."""
+        request = (kind, argument, deadline)
+        failures = 0
+        while True:
+            try:
+                return (yield request)
+            except self._refused as error:
+                raise self.unavailable(operation, error) from error
+            except self._retried as error:
+                failures += 1
+                wait = backoff(failures)
+                if failures > self.spec.retries or deadline.remaining() <= wait:
+                    raise self.unavailable(operation, error) from error
+                logger.debug("Redis %s: retry %d after %s", operation, failures, type(error))
+            except self._errors.ResponseError as error:
+                if kind == "script_load":
+                    raise
+                return [error] * len(argument)
+            yield ("sleep", wait, deadline)
+            if kind == "send":
+                request = ("resend", argument, deadline)
+
+    def _run_steps(
+        self, operation: str, deadline: Deadline, commands: list[tuple[Any, ...]]
+    ) -> Steps[Request, list[Any]]:
         """Run the commands in one round trip; load a script again if the server lost it."""
-        results: list[Any] = yield ("send", commands)
+        results: list[Any] = yield from self._attempts(operation, deadline, "send", commands)
         lost = [i for i, result in enumerate(results) if isinstance(result, self._noscript)]
         if lost:
             logger.debug("Redis lost its scripts (a restart or a failover): loading them again")
             for sha in {commands[i][1] for i in lost}:
-                yield ("script_load", SCRIPTS[sha].source)
-            retried = yield ("send", [commands[i] for i in lost])
+                yield from self._attempts(operation, deadline, "script_load", SCRIPTS[sha].source)
+            again = [commands[i] for i in lost]
+            retried = yield from self._attempts(operation, deadline, "send", again)
             for i, result in zip(lost, retried, strict=True):
                 results[i] = result
         return results
 
-    def _save_steps(self, record: Record, loaded: Record | None) -> Steps[Request, Version | None]:
+    def _get(self, key: str) -> Steps[Request, list[Any]]:
+        command = [("GET", self.session_key(key))]
+        return self._attempts("load", Deadline(self.timeout), "send", command)
+
+    def _delete_steps(self, key: str) -> Steps[Request, None]:
+        command = [("DEL", self.session_key(key))]
+        replies = yield from self._attempts("delete", Deadline(self.timeout), "send", command)
+        if isinstance(replies[0], Exception):
+            raise replies[0]
+
+    def _save_steps(
+        self, operation: str, record: Record, loaded: Record | None
+    ) -> Steps[Request, Version | None]:
+        deadline = Deadline(self.timeout)
         commands, version = self._save_commands(record, loaded)
-        results = yield from self._run_steps(commands)
+        results = yield from self._run_steps(operation, deadline, commands)
         error, repair = self._failures(results, record.key, version)
         if repair is not None:
             try:
-                yield from self._run_steps([repair])
+                yield from self._run_steps(operation, deadline, [repair])
             except (self._errors.RedisError, SessionStoreUnavailable) as exc:
                 # The next save writes the index entry again: nothing is lost but the entry.
                 logger.warning(
@@ -365,39 +412,28 @@ class RedisStorage(Storage):
             local.closed, local.pid = False, os.getpid()
         return local
 
-    def _call(self, operation: str, deadline: Deadline, attempt: Callable[[float | None], T]) -> T:
-        """Run ``attempt`` until it succeeds, retrying connection errors and timeouts with
-        backoff, at most ``RETRIES`` times and never past ``deadline``; then the store is
-        unavailable. ``attempt`` gets None, or on a retry the seconds left."""
-        failures = 0
-        while True:
-            try:
-                return attempt(None if failures == 0 else deadline.remaining())
-            except self._refused as error:
-                raise self.unavailable(operation, error) from error
-            except self._retried as error:
-                failures += 1
-                wait = backoff(failures)
-                if failures > self.spec.retries or deadline.remaining() <= wait:
-                    raise self.unavailable(operation, error) from error
-                logger.debug("Redis %s: retry %d after %s", operation, failures, type(error))
-                time.sleep(wait)
+    def _drive(self, steps: Steps[Request, T]) -> T:
+        return drive(steps, self._perform)
 
-    def _send(
-        self, operation: str, deadline: Deadline, commands: list[tuple[Any, ...]]
-    ) -> list[Any]:
+    def _perform(self, request: Request) -> Any:
+        """Carry out one request of an operation's steps (see ``_attempts``)."""
+        kind, argument, deadline = request
+        if kind == "send":
+            return self._send(argument)
+        if kind == "resend":
+            return self._resend(argument, deadline.remaining())
+        if kind == "sleep":
+            return time.sleep(argument)
+        return self.client.script_load(argument)
+
+    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send commands in one round trip on this thread's connection; errors are results."""
-        return self._call(operation, deadline, lambda left: self._send_once(commands, left))
-
-    def _send_once(self, commands: list[tuple[Any, ...]], left: float | None) -> list[Any]:
         # redis-py's client layer is most of a command's cost in Python: the engine packs its
         # commands and reads the replies on the connection (public API) whenever it has one.
         local = self._thread()
         connection = local.connection
         if connection is None:  # Cluster, or a credential provider: the shared client
-            return self._client_send(self.client, commands)
-        if left is not None:
-            return self._send_bounded(commands, left)
+            return self._client_send(commands)
         try:
             if local.closed:  # connect() asks Sentinel where the master is now
                 connection.connect()
@@ -409,9 +445,11 @@ class RedisStorage(Storage):
             local.closed = True
             raise
 
-    def _send_bounded(self, commands: list[tuple[Any, ...]], left: float) -> list[Any]:
+    def _resend(self, commands: list[tuple[Any, ...]], left: float) -> list[Any]:
         """A retry: on a new connection of the pool's kind whose connect and read timeouts are
         what is left of the budget, closed after it (the thread's connection keeps its own)."""
+        if self._thread().connection is None:
+            return self._client_send(commands)
         pool = self.client.connection_pool
         kwargs = dict(pool.connection_kwargs)
         for name in ("socket_timeout", "socket_connect_timeout"):
@@ -425,13 +463,10 @@ class RedisStorage(Storage):
         finally:
             connection.disconnect()
 
-    def _client_send(self, client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    def _client_send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if len(commands) == 1:  # on Cluster a pipeline of one retries differently
-            try:
-                return [client.execute_command(*commands[0])]
-            except self._errors.ResponseError as error:
-                return self._answers([error])
-        return self._answers(self._pipeline(client, commands).execute(raise_on_error=False))
+            return [self.client.execute_command(*commands[0])]
+        return self._answers(self._pipeline(self.client, commands).execute(raise_on_error=False))
 
     @staticmethod
     def _pipeline(client: Any, commands: list[tuple[Any, ...]]) -> Any:
@@ -447,9 +482,6 @@ class RedisStorage(Storage):
                 raise result
         return results
 
-    def _script_load(self, source: str, left: float | None) -> Any:
-        return self.client.script_load(source)
-
     def _reply(self, connection: Any) -> Any:
         try:
             return connection.read_response()
@@ -457,31 +489,16 @@ class RedisStorage(Storage):
             return error
 
     def load(self, key: str) -> Record | None:
-        value = self._send("load", Deadline(self.timeout), [("GET", self.session_key(key))])[0]
-        return self._record(key, value, _now_ms())
-
-    def _drive(self, operation: str, steps: Steps[Request, T]) -> T:
-        """Carry out ``steps`` on this thread's connection, within one budget."""
-        deadline = Deadline(self.timeout)
-
-        def perform(request: Request) -> Any:
-            kind, argument = request
-            if kind == "send":
-                return self._send(operation, deadline, argument)
-            return self._call(operation, deadline, partial(self._script_load, argument))
-
-        return drive(steps, perform)
+        return self._record(key, self._drive(self._get(key))[0], _now_ms())
 
     def create(self, record: Record) -> Version | None:
-        return self._drive("create", self._save_steps(record, None))
+        return self._drive(self._save_steps("create", record, None))
 
     def update(self, record: Record, loaded: Record) -> Version | None:
-        return self._drive("update", self._save_steps(record, loaded))
+        return self._drive(self._save_steps("update", record, loaded))
 
     def delete(self, key: str) -> None:
-        result = self._send("delete", Deadline(self.timeout), [("DEL", self.session_key(key))])
-        if isinstance(result[0], Exception):
-            raise result[0]
+        self._drive(self._delete_steps(key))
 
     def _load_many(self, ids: Sequence[str]) -> tuple[list[Record], int]:
         """The live records of ``ids``, and how many of them were damaged."""
@@ -614,69 +631,34 @@ class RedisStorage(Storage):
         self._async_clients[loop] = (client, closer)
         return client
 
-    async def _acall(
-        self, operation: str, deadline: Deadline, attempt: Callable[[Any], Awaitable[T]]
-    ) -> T:
-        """``_call`` on the event loop: ``attempt`` gets the loop's client."""
-        failures = 0
-        while True:
-            try:
-                async with asyncio.timeout(deadline.remaining()):
-                    return await attempt(await self.aclient())
-            except self._refused as error:
-                raise self.unavailable(operation, error) from error
-            except (*self._retried, TimeoutError) as error:
-                failures += 1
-                wait = backoff(failures)
-                if failures > self.spec.retries or deadline.remaining() <= wait:
-                    raise self.unavailable(operation, error) from error
-                logger.debug("Redis %s: retry %d after %s", operation, failures, type(error))
-                await asyncio.sleep(wait)
+    async def _adrive(self, steps: Steps[Request, T]) -> T:
+        return await adrive(steps, self._aperform)
 
-    async def _asend(
-        self, operation: str, deadline: Deadline, commands: list[tuple[Any, ...]]
-    ) -> list[Any]:
-        """Send commands in one round trip; errors are results."""
-
-        async def attempt(client: Any) -> list[Any]:
-            if len(commands) == 1:
-                try:
-                    return [await client.execute_command(*commands[0])]
-                except self._errors.ResponseError as error:
-                    return self._answers([error])
-            pipe = self._pipeline(client, commands)
+    async def _aperform(self, request: Request) -> Any:
+        """``_perform`` on the event loop's client, each attempt bounded by what is left."""
+        kind, argument, deadline = request
+        if kind == "sleep":
+            return await asyncio.sleep(argument)
+        async with asyncio.timeout(deadline.remaining()):
+            client = await self.aclient()
+            if kind == "script_load":
+                return await client.script_load(argument)
+            if len(argument) == 1:
+                return [await client.execute_command(*argument[0])]
+            pipe = self._pipeline(client, argument)
             return self._answers(await pipe.execute(raise_on_error=False))
 
-        return await self._acall(operation, deadline, attempt)
-
     async def aload(self, key: str) -> Record | None:
-        command = [("GET", self.session_key(key))]
-        value = (await self._asend("load", Deadline(self.timeout), command))[0]
-        return self._record(key, value, _now_ms())
-
-    async def _adrive(self, operation: str, steps: Steps[Request, T]) -> T:
-        """``_drive`` on the event loop's client."""
-        deadline = Deadline(self.timeout)
-
-        async def perform(request: Request) -> Any:
-            kind, argument = request
-            if kind == "send":
-                return await self._asend(operation, deadline, argument)
-            return await self._acall(operation, deadline, partial(_ascript_load, argument))
-
-        return await adrive(steps, perform)
+        return self._record(key, (await self._adrive(self._get(key)))[0], _now_ms())
 
     async def acreate(self, record: Record) -> Version | None:
-        return await self._adrive("create", self._save_steps(record, None))
+        return await self._adrive(self._save_steps("create", record, None))
 
     async def aupdate(self, record: Record, loaded: Record) -> Version | None:
-        return await self._adrive("update", self._save_steps(record, loaded))
+        return await self._adrive(self._save_steps("update", record, loaded))
 
     async def adelete(self, key: str) -> None:
-        command = [("DEL", self.session_key(key))]
-        result = await self._asend("delete", Deadline(self.timeout), command)
-        if isinstance(result[0], Exception):
-            raise result[0]
+        await self._adrive(self._delete_steps(key))
 
     async def _aload_many(self, ids: Sequence[str]) -> tuple[list[Record], int]:
         client = await self.aclient()
@@ -804,10 +786,6 @@ def _smallest(batches: Iterable[list[str]], after: str | None, count: int) -> li
         fresh = batch if after is None else [i for i in batch if i > after]
         best = heapq.nsmallest(count, set(best).union(fresh))  # SCAN may repeat a key
     return best
-
-
-async def _ascript_load(source: str, client: Any) -> Any:
-    return await client.script_load(source)
 
 
 async def _close_on_shutdown(client: Any) -> AsyncIterator[None]:
