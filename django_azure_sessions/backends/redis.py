@@ -43,7 +43,7 @@ from typing import Any, NamedTuple, TypeVar
 from ..conf import app_settings
 from ..core.keys import is_storage_id
 from ..core.session import StoreSession
-from ..core.steps import Call, Steps, adrive, drive
+from ..core.steps import Steps, adrive, drive
 from ..core.storage import DamagedRecord, Deadline, Page, Record, Storage
 from ..exceptions import SessionStoreUnavailable
 from .redis_connection import (
@@ -117,7 +117,10 @@ Version = tuple[int, int, int]
 T = TypeVar("T")
 # What an operation's steps ask of a driver, with the operation's budget (see _attempts):
 # ("send", commands, deadline), one round trip; ("resend", commands, deadline), the same
-# after a failure; ("script_load", source, deadline); ("sleep", seconds, deadline).
+# after a failure; ("script_load", source, deadline); ("sleep", seconds, deadline). Listings
+# also ask for ("scan", cursor, deadline), one SCAN step of the session keys, and walk the
+# keys of every node with ("keys", pattern, deadline), an iterator, then ("next", iterator,
+# deadline), its next batch ([] at the end).
 Request = tuple[str, Any, Deadline]
 logger = logging.getLogger("django_azure_sessions")
 
@@ -328,7 +331,7 @@ class RedisStorage(Storage):
                     raise self.unavailable(operation, error) from error
                 logger.debug("Redis %s: retry %d after %s", operation, failures, type(error))
             except self._errors.ResponseError as error:
-                if kind == "script_load":
+                if kind != "send":
                     raise
                 return [error] * len(argument)
             yield ("sleep", wait, deadline)
@@ -383,6 +386,100 @@ class RedisStorage(Storage):
             raise error
         return version if results[-1] else None
 
+    # Listings, written once too: each round trip has the budget and retries of an operation
+
+    def _list(self, commands: list[tuple[Any, ...]]) -> Steps[Request, list[Any]]:
+        """One round trip of a listing; a reply that is an error is raised."""
+        replies = yield from self._run_steps("list", Deadline(self.timeout), commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _load_many(self, ids: Sequence[str]) -> Steps[Request, tuple[list[Record], int]]:
+        """The live records of ``ids``, and how many of them were damaged."""
+        records: list[Record] = []
+        damaged = 0
+        for start in range(0, len(ids), BATCH):
+            batch = ids[start : start + BATCH]
+            commands = [("GET", self.session_key(key)) for key in batch]
+            values = yield from self._run_steps("list", Deadline(self.timeout), commands)
+            found, bad = self._listed(batch, values, _now_ms())
+            records += found
+            damaged += bad
+        return records, damaged
+
+    def _clear_expired(self) -> Steps[Request, int]:
+        pruned = 0
+        keys = yield ("keys", _glob_escape(self._users) + "*", Deadline(self.timeout))
+        while batch := (yield ("next", keys, Deadline(self.timeout))):
+            now = _now_ms()
+            commands = [("ZREMRANGEBYSCORE", key, "-inf", now) for key in batch]
+            pruned += sum((yield from self._list(commands)))
+        return pruned
+
+    def _user_records(self, user_id: str) -> Steps[Request, list[Record]]:
+        command = ("ZRANGEBYSCORE", self.user_key(user_id), f"({_now_ms()}", "+inf")
+        [ids] = yield from self._list([command])
+        records, _ = yield from self._load_many(sorted(i.decode() for i in ids))
+        return [record for record in records if record.user_id == user_id]
+
+    def _page_steps(self, cursor: str | None, limit: int) -> Steps[Request, Page]:
+        if self.spec.mode == "cluster":
+            return self._ordered_page(_ordered_cursor(cursor), limit)
+        return self._page(_scan_cursor(cursor), limit)
+
+    def _ordered_page(self, after: str | None, limit: int) -> Steps[Request, Page]:
+        """Steps of a page in key order (Cluster): each pass scans every session key."""
+        records: list[Record] = []
+        damaged = 0
+        offset = len(self._sessions)
+        while len(records) < limit:
+            wanted = limit - len(records)
+            ids: list[str] = []
+            keys = yield ("keys", self._pattern, Deadline(self.timeout))
+            while batch := (yield ("next", keys, Deadline(self.timeout))):
+                ids = _smallest([ids, [key.decode()[offset:-1] for key in batch]], after, wanted)
+            found, bad = yield from self._load_many(ids)
+            records.extend(found)
+            damaged += bad
+            if len(ids) < wanted:
+                break
+            after = ids[-1]
+        return Page(records, "k" + records[-1].key if len(records) == limit else None, damaged)
+
+    def _page(self, start: tuple[int, str | None], limit: int) -> Steps[Request, Page]:
+        """Steps of a page from ``start``: a SCAN cursor, and the last id already listed of the
+        keys that SCAN step returns (a page can end within one step's keys)."""
+        scan, after = start
+        records: list[Record] = []
+        damaged = 0
+        while True:
+            deadline = Deadline(self.timeout)
+            following, found = yield from self._attempts("list", deadline, "scan", scan)
+            offset = len(self._sessions)
+            ids = sorted({key.decode()[offset:-1] for key in found})  # sorted: resumable
+            if after is not None:
+                ids, after = [i for i in ids if i > after], None
+            done = 0
+            while done < len(ids) and len(records) < limit:
+                batch = ids[done : done + limit - len(records)]
+                listed, bad = yield from self._load_many(batch)
+                records += listed
+                damaged += bad
+                done += len(batch)
+            if done < len(ids):
+                return Page(records, f"r{scan}:{ids[done - 1]}", damaged)
+            scan = int(following)
+            if scan == 0:
+                return Page(records, None, damaged)
+            if len(records) >= limit:
+                return Page(records, f"r{scan}", damaged)
+
+    @property
+    def _pattern(self) -> str:
+        return _glob_escape(self._sessions) + "*"
+
     # Sync API
 
     @property
@@ -424,7 +521,14 @@ class RedisStorage(Storage):
             return self._resend(argument, deadline.remaining())
         if kind == "sleep":
             return time.sleep(argument)
-        return self.client.script_load(argument)
+        if kind == "next":
+            return list(itertools.islice(argument, BATCH))
+        client = self.client
+        if kind == "keys":
+            return client.scan_iter(match=argument, count=SCAN_COUNT)
+        if kind == "scan":
+            return client.scan(argument, match=self._pattern, count=SCAN_COUNT)
+        return client.script_load(argument)
 
     def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send commands in one round trip on this thread's connection; errors are results."""
@@ -500,36 +604,12 @@ class RedisStorage(Storage):
     def delete(self, key: str) -> None:
         self._drive(self._delete_steps(key))
 
-    def _load_many(self, ids: Sequence[str]) -> tuple[list[Record], int]:
-        """The live records of ``ids``, and how many of them were damaged."""
-        records, damaged = [], 0
-        for start in range(0, len(ids), BATCH):
-            batch = ids[start : start + BATCH]
-            pipe = self.client.pipeline(transaction=False)
-            for key in batch:
-                pipe.execute_command("GET", self.session_key(key))
-            now = _now_ms()
-            found, bad = self._listed(batch, pipe.execute(raise_on_error=False), now)
-            records += found
-            damaged += bad
-        return records, damaged
-
     def clear_expired(self) -> int:
         """Data keys expire by themselves: prune the user indexes, and count what was pruned."""
-        pruned = 0
-        keys = self.client.scan_iter(match=_glob_escape(self._users) + "*", count=SCAN_COUNT)
-        for batch in _batches(keys):
-            pipe = self.client.pipeline(transaction=False)
-            now = _now_ms()
-            for key in batch:
-                pipe.zremrangebyscore(key, "-inf", now)
-            pruned += sum(pipe.execute())
-        return pruned
+        return self._drive(self._clear_expired())
 
     def user_records(self, user_id: str) -> list[Record]:
-        ids = self.client.zrangebyscore(self.user_key(user_id), f"({_now_ms()}", "+inf")
-        records, _ = self._load_many(sorted(i.decode() for i in ids))
-        return [record for record in records if record.user_id == user_id]
+        return self._drive(self._user_records(user_id))
 
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
         """Records in SCAN order, the cursor carrying Redis' own: a page costs one page of work.
@@ -537,74 +617,18 @@ class RedisStorage(Storage):
         SCAN may return a key twice, so a session may show on two pages. On Cluster, SCAN is
         per node: there the pages keep key order, and each one scans every session key.
         """
-        if self.spec.mode == "cluster":
-            return self._ordered_page(_ordered_cursor(cursor), limit)
-        return drive(self._page(_scan_cursor(cursor), limit), self._perform_listing)
-
-    def _perform_listing(self, call: Call) -> Any:
-        if call.method == "scan":
-            return self.client.scan(*call.args, match=self._pattern, count=SCAN_COUNT)
-        return self._load_many(*call.args)
-
-    def _ordered_page(self, after: str | None, limit: int) -> Page:
-        records: list[Record] = []
-        damaged = 0
-        while len(records) < limit:
-            wanted = limit - len(records)
-            ids = _smallest(self._scan_ids(), after, wanted)
-            found, bad = self._load_many(ids)
-            records.extend(found)
-            damaged += bad
-            if len(ids) < wanted:
-                break
-            after = ids[-1]
-        return Page(records, "k" + records[-1].key if len(records) == limit else None, damaged)
-
-    def _page(self, start: tuple[int, str | None], limit: int) -> Steps[Call, Page]:
-        """Steps of a page from ``start``: a SCAN cursor, and the last id already listed of the
-        keys that SCAN step returns (a page can end within one step's keys)."""
-        scan, after = start
-        records: list[Record] = []
-        damaged = 0
-        while True:
-            following, found = yield Call("scan", (scan,))
-            offset = len(self._sessions)
-            ids = sorted({key.decode()[offset:-1] for key in found})  # sorted: resumable
-            if after is not None:
-                ids, after = [i for i in ids if i > after], None
-            done = 0
-            while done < len(ids) and len(records) < limit:
-                batch = ids[done : done + limit - len(records)]
-                listed, bad = yield Call("load_many", (batch,))
-                records += listed
-                damaged += bad
-                done += len(batch)
-            if done < len(ids):
-                return Page(records, f"r{scan}:{ids[done - 1]}", damaged)
-            scan = int(following)
-            if scan == 0:
-                return Page(records, None, damaged)
-            if len(records) >= limit:
-                return Page(records, f"r{scan}", damaged)
+        return self._drive(self._page_steps(cursor, limit))
 
     def records(self, batch_size: int = 500) -> Iterator[Record | None]:
         """Every live record, in SCAN order: one pass of SCAN, as the pages together make;
         None for each damaged value skipped."""
-        for ids in self._scan_ids():
-            for start in range(0, len(ids), batch_size):
-                found, damaged = self._load_many(ids[start : start + batch_size])
-                yield from found
-                yield from itertools.repeat(None, damaged)
-
-    @property
-    def _pattern(self) -> str:
-        return _glob_escape(self._sessions) + "*"
-
-    def _scan_ids(self) -> Iterable[list[str]]:
-        start = len(self._sessions)
+        offset = len(self._sessions)
         keys = self.client.scan_iter(match=self._pattern, count=SCAN_COUNT)
-        for batch in _batches(keys):
-            yield [key.decode()[start:-1] for key in batch]
+        while batch := list(itertools.islice(keys, batch_size)):
+            ids = [key.decode()[offset:-1] for key in batch]
+            found, damaged = self._drive(self._load_many(ids))
+            yield from found
+            yield from itertools.repeat(None, damaged)
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -639,8 +663,14 @@ class RedisStorage(Storage):
         kind, argument, deadline = request
         if kind == "sleep":
             return await asyncio.sleep(argument)
+        if kind == "next":
+            return await _next_batch(argument)
         async with asyncio.timeout(deadline.remaining()):
             client = await self.aclient()
+            if kind == "keys":
+                return client.scan_iter(match=argument, count=SCAN_COUNT)
+            if kind == "scan":
+                return await client.scan(argument, match=self._pattern, count=SCAN_COUNT)
             if kind == "script_load":
                 return await client.script_load(argument)
             if len(argument) == 1:
@@ -660,98 +690,23 @@ class RedisStorage(Storage):
     async def adelete(self, key: str) -> None:
         await self._adrive(self._delete_steps(key))
 
-    async def _aload_many(self, ids: Sequence[str]) -> tuple[list[Record], int]:
-        client = await self.aclient()
-        records, damaged = [], 0
-        for start in range(0, len(ids), BATCH):
-            batch = ids[start : start + BATCH]
-            pipe = client.pipeline(transaction=False)
-            for key in batch:
-                pipe.execute_command("GET", self.session_key(key))
-            now = _now_ms()
-            found, bad = self._listed(batch, await pipe.execute(raise_on_error=False), now)
-            records += found
-            damaged += bad
-        return records, damaged
-
     async def aclear_expired(self) -> int:
-        client = await self.aclient()
-        pruned = 0
-        batch: list[Any] = []
-        keys = client.scan_iter(match=_glob_escape(self._users) + "*", count=SCAN_COUNT)
-        async for key in keys:
-            batch.append(key)
-            if len(batch) >= BATCH:
-                pruned += await self._aprune(client, batch)
-                batch = []
-        if batch:
-            pruned += await self._aprune(client, batch)
-        return pruned
-
-    @staticmethod
-    async def _aprune(client: Any, keys: list[Any]) -> int:
-        pipe = client.pipeline(transaction=False)
-        now = _now_ms()
-        for key in keys:
-            pipe.zremrangebyscore(key, "-inf", now)
-        return sum(await pipe.execute())
+        return await self._adrive(self._clear_expired())
 
     async def auser_records(self, user_id: str) -> list[Record]:
-        client = await self.aclient()
-        ids = await client.zrangebyscore(self.user_key(user_id), f"({_now_ms()}", "+inf")
-        records, _ = await self._aload_many(sorted(i.decode() for i in ids))
-        return [record for record in records if record.user_id == user_id]
+        return await self._adrive(self._user_records(user_id))
 
     async def apage(self, cursor: str | None = None, limit: int = 100) -> Page:
-        if self.spec.mode == "cluster":
-            return await self._aordered_page(_ordered_cursor(cursor), limit)
-        return await adrive(self._page(_scan_cursor(cursor), limit), self._aperform_listing)
-
-    async def _aperform_listing(self, call: Call) -> Any:
-        if call.method == "scan":
-            client = await self.aclient()
-            return await client.scan(*call.args, match=self._pattern, count=SCAN_COUNT)
-        return await self._aload_many(*call.args)
-
-    async def _aordered_page(self, after: str | None, limit: int) -> Page:
-        records: list[Record] = []
-        damaged = 0
-        while len(records) < limit:
-            wanted = limit - len(records)
-            ids: list[str] = []
-            async for batch in self._ascan_ids():
-                ids = _smallest([ids, batch], after, wanted)
-            found, bad = await self._aload_many(ids)
-            records.extend(found)
-            damaged += bad
-            if len(ids) < wanted:
-                break
-            after = ids[-1]
-        return Page(records, "k" + records[-1].key if len(records) == limit else None, damaged)
-
-    async def _ascan_ids(self) -> AsyncIterator[list[str]]:
-        client = await self.aclient()
-        start = len(self._sessions)
-        batch: list[str] = []
-        pattern = _glob_escape(self._sessions) + "*"
-        async for key in client.scan_iter(match=pattern, count=SCAN_COUNT):
-            batch.append(key.decode()[start:-1])
-            if len(batch) >= BATCH:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        return await self._adrive(self._page_steps(cursor, limit))
 
 
-def _batches(items: Iterable[Any], size: int = BATCH) -> Iterable[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+async def _next_batch(keys: AsyncIterator[Any]) -> list[Any]:
+    batch = []
+    async for key in keys:
+        batch.append(key)
+        if len(batch) >= BATCH:
+            break
+    return batch
 
 
 _SCAN_CURSOR = re.compile(r"r([1-9][0-9]{0,19})|r(0|[1-9][0-9]{0,19}):(.+)", re.ASCII)
