@@ -3,9 +3,10 @@
 Keys, ``P`` being ``KEY_PREFIX``:
 
 - ``P s:{<id>}``, a string per session: a fixed binary header (version, expiry, how long the
-  user index covers it, created, updated, user id) then the encoded data. It expires natively
-  at the session's expiry. Load is one ``GET``; create one ``SET NX PX``; update one script
-  that compares the 8-byte version and ``SET``s.
+  user index covers it, created, updated, the lengths of the user id and of the device), the
+  user id, the device, then the encoded data. It expires natively at the session's expiry.
+  Load is one ``GET``; create one ``SET NX PX``; update one script that compares the 8-byte
+  version and ``SET``s.
 - ``P u:{<user id>}``, a sorted set per user: the user's session ids, each scored by the time
   its index entry may be pruned. It expires with its last member.
 
@@ -57,11 +58,14 @@ from .redis_wire import pack
 
 __all__ = ["RedisStorage", "SessionStore", "entra_id_credential_provider"]
 
-# version, expires, indexed until, created, updated (ms since the epoch), length of the user id
-HEADER = struct.Struct(">QqqqqH")
+# version, expires, indexed until, created, updated (ms since the epoch), then the lengths of
+# the user id and of the device that follow it (NO_USER, NO_DEVICE: None, not "").
+HEADER = struct.Struct(">QqqqqHH")
 VERSION = struct.Struct(">Q")
+TIME = struct.Struct(">q")
 INDEXED_AT = 16  # offset of "indexed until" in the header
-NO_USER = 0xFFFF
+NO_TEXT = 0xFFFF  # the length field of a user id or a device that is None
+NO_USER = NO_DEVICE = NO_TEXT
 MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time a datetime holds
 SCAN_COUNT = 1000
 BATCH = 500
@@ -135,45 +139,65 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_UTC = datetime.timezone.utc
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
+_MS = datetime.timedelta(milliseconds=1)
+_from_timestamp = datetime.datetime.fromtimestamp
+
+
 def _datetime(ms: int) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    return _from_timestamp(ms / 1000, _UTC)  # exact to the millisecond, faster than keywords
+
+
+def _ms(when: datetime.datetime) -> int:
+    return (when - _EPOCH) // _MS  # exact, where int(timestamp() * 1000) may round down
 
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def _parse(key: str, value: Any, now: int, listing: bool) -> Record | None:
+def _parse(key: str, value: Any, now: int) -> Record | None:
     if isinstance(value, Exception):
         if str(value).startswith("WRONGTYPE"):
             raise DamagedRecord("the key holds another type than a string")
         raise value
     if len(value) < HEADER.size:
         raise DamagedRecord(f"{len(value)} bytes, shorter than the header")
-    version, expires, indexed, created, updated, user_size = HEADER.unpack_from(value)
+    version, expires, indexed, created, updated, user_size, device_size = HEADER.unpack_from(value)
     if not (0 <= expires <= MAX_MS and 0 <= created <= MAX_MS and 0 <= updated <= MAX_MS):
         raise DamagedRecord("a time in the header is out of range")
     if expires <= now:
         return None
-    if user_size == NO_USER:
-        start, user_id = HEADER.size, None
-    else:
-        start = HEADER.size + user_size
-        if start > len(value):
-            raise DamagedRecord("the user id's length runs past the end")
-        try:
-            user_id = value[HEADER.size : start].decode()
-        except UnicodeDecodeError:
-            raise DamagedRecord("the user id is not UTF-8") from None
+    user_end = HEADER.size if user_size == NO_USER else HEADER.size + user_size
+    end = user_end if device_size == NO_DEVICE else user_end + device_size
+    if end > len(value):
+        raise DamagedRecord("the user id's or the device's length runs past the end")
+    try:
+        user_id = None if user_size == NO_USER else value[HEADER.size : user_end].decode()
+        device = None if device_size == NO_DEVICE else value[user_end:end].decode()
+    except UnicodeDecodeError:
+        raise DamagedRecord("the user id or the device is not UTF-8") from None
     return Record(
         key=key,
-        data=value[start:],
+        data=value[end:],
         expires=_datetime(expires),
         user_id=user_id,
         version=(version, indexed, created),
-        created=_datetime(created) if listing else None,
-        updated=_datetime(updated) if listing else None,
+        created=_datetime(created),
+        updated=_datetime(updated),
+        device=device,
     )
+
+
+def _text(text: str | None, what: str) -> tuple[bytes, int]:
+    """``text`` as stored after the header, and its length field."""
+    if text is None:
+        return b"", NO_TEXT
+    stored = text.encode()
+    if len(stored) >= NO_TEXT:
+        raise ValueError(f"A {what} of 64 KiB or more cannot be stored with a session.")
+    return stored, len(stored)
 
 
 class RedisStorage(Storage):
@@ -224,13 +248,13 @@ class RedisStorage(Storage):
     def user_key(self, user_id: str) -> str:
         return f"{self._users}{user_id}}}"
 
-    def _record(self, key: str, value: Any, now: int, listing: bool = False) -> Record | None:
-        """The record in ``value`` (a GET's reply); its creation and update times only for
-        ``listing``. A value this engine did not write is reported and read as no session."""
+    def _record(self, key: str, value: Any, now: int) -> Record | None:
+        """The record in ``value`` (a GET's reply). A value this engine did not write is
+        reported and read as no session."""
         if value is None:
             return None
         try:
-            return _parse(key, value, now, listing)
+            return _parse(key, value, now)
         except DamagedRecord as exc:
             self.damaged(key, str(exc))
             return None
@@ -238,7 +262,7 @@ class RedisStorage(Storage):
     def _listed(self, ids: Sequence[str], values: list[Any], now: int) -> tuple[list[Record], int]:
         """The live records among a batch's ``values``, and how many values were damaged."""
         return self.readable(
-            (key, partial(_parse, key, value, now, listing=True))
+            (key, partial(_parse, key, value, now))
             for key, value in zip(ids, values, strict=True)
             if value is not None
         )
@@ -248,36 +272,22 @@ class RedisStorage(Storage):
     ) -> tuple[list[tuple[Any, ...]], Version]:
         """The commands that save ``record`` (the index first), and its new version."""
         now = _now_ms()
-        expires = int(record.expires.timestamp() * 1000)
+        expires = _ms(record.expires)
         user = record.user_id
         if loaded is None:
-            version, indexed, created = 1, 0, now
+            version, indexed = 1, 0
+            created = now if record.created is None else _ms(record.created)
         else:
             version, indexed, created = loaded.version
             version += 1
             if loaded.user_id != user:
                 indexed = 0
-        commands = []
-        if user is not None and expires > now and expires > indexed:
-            # Cover twice the remaining lifetime: a session saved on every request needs a new
-            # index entry about once per lifetime, not once per save.
-            indexed = 2 * expires - now
-            commands.append(_script_call(INDEX, self.user_key(user), record.key, indexed, now))
-        user_bytes = b"" if user is None else user.encode()
-        if len(user_bytes) >= NO_USER:
-            raise ValueError("A user id of 64 KiB or more cannot be stored with a session.")
-        value = (
-            HEADER.pack(
-                version,
-                expires,
-                indexed,
-                created,
-                now,
-                NO_USER if user is None else len(user_bytes),
-            )
-            + user_bytes
-            + record.data
-        )
+        commands, indexed = self._indexing(user, record.key, expires, indexed, now)
+        user_bytes, user_size = _text(user, "user id")
+        device_bytes, device_size = _text(record.device, "device")
+        updated = now if record.updated is None else _ms(record.updated)
+        header = HEADER.pack(version, expires, indexed, created, updated, user_size, device_size)
+        value = b"".join((header, user_bytes, device_bytes, record.data))
         key = self.session_key(record.key)
         ttl = expires - now
         if loaded is None:
@@ -286,6 +296,18 @@ class RedisStorage(Storage):
             expected = VERSION.pack(loaded.version[0])
             commands.append(_script_call(UPDATE, key, expected, value, ttl))
         return commands, (version, indexed, created)
+
+    def _indexing(
+        self, user: str | None, key: str, expires: int, indexed: int, now: int
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """The user-index write that a session expiring at ``expires`` needs (none while the
+        entry it has covers that), and the new "indexed until"."""
+        if user is None or expires <= now or expires <= indexed:
+            return [], indexed
+        # Cover twice the remaining lifetime: a session saved on every request needs a new
+        # index entry about once per lifetime, not once per save.
+        indexed = 2 * expires - now
+        return [_script_call(INDEX, self.user_key(user), key, indexed, now)], indexed
 
     def _failures(
         self, results: list[Any], key: str, version: Version
@@ -305,7 +327,7 @@ class RedisStorage(Storage):
         if len(results) > 1 and isinstance(results[0], Exception):
             if not saved:
                 return results[0], None
-            args = (VERSION.pack(version[0]), struct.pack(">q", 0))
+            args = (VERSION.pack(version[0]), TIME.pack(0))
             return results[0], _script_call(FORGET_INDEX, self.session_key(key), *args)
         return None, None
 
