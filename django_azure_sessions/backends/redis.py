@@ -6,7 +6,8 @@ Keys, ``P`` being ``KEY_PREFIX``:
   user index covers it, created, updated, the lengths of the user id and of the device), the
   user id, the device, then the encoded data. It expires natively at the session's expiry.
   Load is one ``GET``; create one ``SET NX PX``; update one script that compares the 8-byte
-  version and ``SET``s.
+  version and ``SET``s; touch one script that compares it and writes the expiry and the
+  last activity in place, leaving the version as it is.
 - ``P u:{<user id>}``, a sorted set per user: the user's session ids, each scored by the time
   its index entry may be pruned. It expires with its last member.
 
@@ -16,7 +17,8 @@ cross-slot scripts (Azure Managed Redis' Enterprise policy). The braces are hash
 slot of a key is decided by the session id or user id alone, never by the prefix, so sessions
 spread over all shards. The user index is written in the same round trip as the save, before
 it; it may hold stale ids (sessions deleted or signed in as someone else), which reads verify
-against the session itself and which are pruned once their score is past.
+against the session itself. An entry is pruned once its score is past, or once a read of the
+index or ``clear_expired()`` finds its session gone (expired, evicted, deleted by hand).
 
 Each load, save or delete has a budget (``AZURE_SESSIONS["TIMEOUT"]``): redis-py never
 retries (its ``Retry`` has 0 retries), the engine retries connection errors and timeouts with
@@ -63,7 +65,7 @@ __all__ = ["RedisStorage", "SessionStore", "entra_id_credential_provider"]
 HEADER = struct.Struct(">QqqqqHH")
 VERSION = struct.Struct(">Q")
 TIME = struct.Struct(">q")
-INDEXED_AT = 16  # offset of "indexed until" in the header
+EXPIRES_AT, INDEXED_AT, UPDATED_AT = 8, 16, 32  # offsets in the header
 NO_TEXT = 0xFFFF  # the length field of a user id or a device that is None
 NO_USER = NO_DEVICE = NO_TEXT
 MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time a datetime holds
@@ -88,6 +90,21 @@ if tonumber(ARGV[3]) > 0 then
 else
   redis.call('DEL', KEYS[1])
 end
+return 1
+""")
+
+# ARGV: the loaded version (8 bytes); the new expiry, or the new expiry and "indexed until"
+# (8 or 16 bytes, written from EXPIRES_AT); the last activity (8 bytes); the ttl (ms; <= 0
+# deletes). The version stays: a touch conflicts with no save but one that came before it.
+TOUCH = _script(f"""
+if redis.call('GETRANGE', KEYS[1], 0, 7) ~= ARGV[1] then return false end
+if tonumber(ARGV[4]) <= 0 then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+redis.call('SETRANGE', KEYS[1], {EXPIRES_AT}, ARGV[2])
+redis.call('SETRANGE', KEYS[1], {UPDATED_AT}, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """)
 
@@ -128,7 +145,7 @@ T = TypeVar("T")
 Request = tuple[str, Any, Deadline]
 logger = logging.getLogger("django_azure_sessions")
 
-SCRIPTS = {script.sha: script for script in (UPDATE, FORGET_INDEX, INDEX)}
+SCRIPTS = {script.sha: script for script in (UPDATE, TOUCH, FORGET_INDEX, INDEX)}
 
 
 def _script_call(script: Script, key: str, *args: Any) -> tuple[Any, ...]:
@@ -297,6 +314,23 @@ class RedisStorage(Storage):
             commands.append(_script_call(UPDATE, key, expected, value, ttl))
         return commands, (version, indexed, created)
 
+    def _touch_commands(
+        self, record: Record, loaded: Record
+    ) -> tuple[list[tuple[Any, ...]], Version]:
+        """The commands that write ``record``'s expiry and last activity over ``loaded`` (a
+        new index entry first if the session outlives its entry), and the version after."""
+        now = _now_ms()
+        expires = _ms(record.expires)
+        updated = now if record.updated is None else _ms(record.updated)
+        version, indexed, created = loaded.version
+        commands, new_indexed = self._indexing(loaded.user_id, loaded.key, expires, indexed, now)
+        times = TIME.pack(expires)
+        if new_indexed != indexed:
+            times += TIME.pack(new_indexed)  # "indexed until" follows the expiry
+        args = (VERSION.pack(version), times, TIME.pack(updated), expires - now)
+        commands.append(_script_call(TOUCH, self.session_key(loaded.key), *args))
+        return commands, (version, new_indexed, created)
+
     def _indexing(
         self, user: str | None, key: str, expires: int, indexed: int, now: int
     ) -> tuple[list[tuple[Any, ...]], int]:
@@ -386,13 +420,21 @@ class RedisStorage(Storage):
         if isinstance(replies[0], Exception):
             raise replies[0]
 
-    def _save_steps(
-        self, operation: str, record: Record, loaded: Record | None
+    def _save(self, record: Record, loaded: Record | None) -> Steps[Request, Version | None]:
+        operation = "create" if loaded is None else "update"
+        return self._write_steps(operation, record.key, *self._save_commands(record, loaded))
+
+    def _touch(self, record: Record, loaded: Record) -> Steps[Request, Version | None]:
+        return self._write_steps("touch", loaded.key, *self._touch_commands(record, loaded))
+
+    def _write_steps(
+        self, operation: str, key: str, commands: list[tuple[Any, ...]], version: Version
     ) -> Steps[Request, Version | None]:
+        """Run a save's or a touch's ``commands`` (an index write, then the session's): the
+        new ``version``, or None if the session changed or went meanwhile."""
         deadline = Deadline(self.timeout)
-        commands, version = self._save_commands(record, loaded)
         results = yield from self._run_steps(operation, deadline, commands)
-        error, repair = self._failures(results, record.key, version)
+        error, repair = self._failures(results, key, version)
         if repair is not None:
             try:
                 yield from self._run_steps(operation, deadline, [repair])
@@ -401,7 +443,7 @@ class RedisStorage(Storage):
                 logger.warning(
                     "Redis: session %s… was saved but its user-index entry was not, and the "
                     "repair failed too (%s)",
-                    record.key[:12],
+                    key[:12],
                     type(exc).__name__,
                 )
         if error is not None:
@@ -418,10 +460,13 @@ class RedisStorage(Storage):
                 raise reply
         return replies
 
-    def _load_many(self, ids: Sequence[str]) -> Steps[Request, tuple[list[Record], int]]:
-        """The live records of ``ids``, and how many of them were damaged."""
+    def _load_many(
+        self, ids: Sequence[str]
+    ) -> Steps[Request, tuple[list[Record], int, list[str]]]:
+        """The live records of ``ids``, how many of them were damaged, and the ids of no key."""
         records: list[Record] = []
         damaged = 0
+        missing: list[str] = []
         for start in range(0, len(ids), BATCH):
             batch = ids[start : start + BATCH]
             commands = [("GET", self.session_key(key)) for key in batch]
@@ -429,21 +474,80 @@ class RedisStorage(Storage):
             found, bad = self._listed(batch, values, _now_ms())
             records += found
             damaged += bad
-        return records, damaged
+            missing += [key for key, value in zip(batch, values, strict=True) if value is None]
+        return records, damaged, missing
 
     def _clear_expired(self) -> Steps[Request, int]:
+        """Prune each user index of its entries past their score, then of those whose session
+        is gone (expired, evicted, deleted by hand); count both."""
         pruned = 0
         keys = yield ("keys", _glob_escape(self._users) + "*", Deadline(self.timeout))
-        while batch := (yield ("next", keys, Deadline(self.timeout))):
+        while indexes := (yield ("next", keys, Deadline(self.timeout))):
             now = _now_ms()
-            commands = [("ZREMRANGEBYSCORE", key, "-inf", now) for key in batch]
-            pruned += sum((yield from self._list(commands)))
+            commands: list[tuple[Any, ...]] = []
+            for index in indexes:
+                commands += [("ZREMRANGEBYSCORE", index, "-inf", now), ("ZRANGE", index, 0, -1)]
+            replies = yield from self._list(commands)
+            pruned += sum(replies[0::2])
+            entries = [
+                (index, member.decode())
+                for index, members in zip(indexes, replies[1::2], strict=True)
+                for member in members
+            ]
+            gone = []
+            for start in range(0, len(entries), BATCH):
+                batch = entries[start : start + BATCH]
+                commands = [("EXISTS", self.session_key(key)) for _, key in batch]
+                found = yield from self._list(commands)
+                gone += [entry for entry, exists in zip(batch, found, strict=True) if not exists]
+            pruned += yield from self._prune(gone)
+        return pruned
+
+    def _prune(self, entries: list[tuple[Any, str]]) -> Steps[Request, int]:
+        """Remove the user-index entries ``(index key, session id)`` whose session was found
+        gone, and count them.
+
+        Each session is read again in the round trip that removes its entry: one that appeared
+        meanwhile (a sign-in writes its index entry first, then the session) gets its entry
+        back, scored as its header says, so that "sign out everywhere" still finds it.
+        """
+        pruned = 0
+        for start in range(0, len(entries), BATCH):
+            batch = entries[start : start + BATCH]
+            commands: list[tuple[Any, ...]] = [("ZREM", index, key) for index, key in batch]
+            commands += [("GET", self.session_key(key)) for _, key in batch]
+            replies = yield from self._run_steps("prune", Deadline(self.timeout), commands)
+            now = _now_ms()
+            restore = []
+            removals, values = replies[: len(batch)], replies[len(batch) :]
+            for (index, key), removed, value in zip(batch, removals, values, strict=True):
+                if isinstance(removed, Exception):
+                    raise removed
+                record = self._record(key, value, now)
+                if record is None or record.user_id is None or record.version[1] <= now:
+                    pruned += removed
+                elif removed:
+                    restore.append(_script_call(INDEX, index, key, record.version[1], now))
+            if restore:
+                yield from self._list(restore)
         return pruned
 
     def _user_records(self, user_id: str) -> Steps[Request, list[Record]]:
-        command = ("ZRANGEBYSCORE", self.user_key(user_id), f"({_now_ms()}", "+inf")
-        [ids] = yield from self._list([command])
-        records, _ = yield from self._load_many(sorted(i.decode() for i in ids))
+        index = self.user_key(user_id)
+        [ids] = yield from self._list([("ZRANGEBYSCORE", index, f"({_now_ms()}", "+inf")])
+        records, _, missing = yield from self._load_many(sorted(i.decode() for i in ids))
+        if missing:  # sessions gone (expired, evicted, deleted by hand): repair the index
+            try:
+                pruned = yield from self._prune([(index, key) for key in missing])
+            except (self._errors.RedisError, SessionStoreUnavailable) as exc:
+                logger.warning(
+                    "Redis: a user index lists %d sessions that are gone, and removing them "
+                    "failed (%s)",
+                    len(missing),
+                    type(exc).__name__,
+                )
+            else:
+                logger.debug("Redis: %d entries of sessions gone pruned from a user index", pruned)
         return [record for record in records if record.user_id == user_id]
 
     def _page_steps(self, cursor: str | None, limit: int) -> Steps[Request, Page]:
@@ -462,7 +566,7 @@ class RedisStorage(Storage):
             keys = yield ("keys", self._pattern, Deadline(self.timeout))
             while batch := (yield ("next", keys, Deadline(self.timeout))):
                 ids = _smallest([ids, [key.decode()[offset:-1] for key in batch]], after, wanted)
-            found, bad = yield from self._load_many(ids)
+            found, bad, _ = yield from self._load_many(ids)
             records.extend(found)
             damaged += bad
             if len(ids) < wanted:
@@ -486,7 +590,7 @@ class RedisStorage(Storage):
             done = 0
             while done < len(ids) and len(records) < limit:
                 batch = ids[done : done + limit - len(records)]
-                listed, bad = yield from self._load_many(batch)
+                listed, bad, _ = yield from self._load_many(batch)
                 records += listed
                 damaged += bad
                 done += len(batch)
@@ -618,10 +722,13 @@ class RedisStorage(Storage):
         return self._record(key, self._drive(self._get(key))[0], _now_ms())
 
     def create(self, record: Record) -> Version | None:
-        return self._drive(self._save_steps("create", record, None))
+        return self._drive(self._save(record, None))
 
     def update(self, record: Record, loaded: Record) -> Version | None:
-        return self._drive(self._save_steps("update", record, loaded))
+        return self._drive(self._save(record, loaded))
+
+    def touch(self, record: Record, loaded: Record) -> Version | None:
+        return self._drive(self._touch(record, loaded))
 
     def delete(self, key: str) -> None:
         self._drive(self._delete_steps(key))
@@ -648,7 +755,7 @@ class RedisStorage(Storage):
         keys = self.client.scan_iter(match=self._pattern, count=SCAN_COUNT)
         while batch := list(itertools.islice(keys, batch_size)):
             ids = [key.decode()[offset:-1] for key in batch]
-            found, damaged = self._drive(self._load_many(ids))
+            found, damaged, _ = self._drive(self._load_many(ids))
             yield from found
             yield from itertools.repeat(None, damaged)
 
@@ -704,10 +811,13 @@ class RedisStorage(Storage):
         return self._record(key, (await self._adrive(self._get(key)))[0], _now_ms())
 
     async def acreate(self, record: Record) -> Version | None:
-        return await self._adrive(self._save_steps("create", record, None))
+        return await self._adrive(self._save(record, None))
 
     async def aupdate(self, record: Record, loaded: Record) -> Version | None:
-        return await self._adrive(self._save_steps("update", record, loaded))
+        return await self._adrive(self._save(record, loaded))
+
+    async def atouch(self, record: Record, loaded: Record) -> Version | None:
+        return await self._adrive(self._touch(record, loaded))
 
     async def adelete(self, key: str) -> None:
         await self._adrive(self._delete_steps(key))
