@@ -20,10 +20,12 @@ it; it may hold stale ids (sessions deleted or signed in as someone else), which
 against the session itself. An entry is pruned once its score is past, or once a read of the
 index or ``clear_expired()`` finds its session gone (expired, evicted, deleted by hand).
 
-Each load, save or delete has a budget (``AZURE_SESSIONS["TIMEOUT"]``): redis-py never
-retries (its ``Retry`` has 0 retries), the engine retries connection errors and timeouts with
-backoff while the budget lasts, then raises ``SessionStoreUnavailable``. A value the engine
-did not write (bad header, wrong type) is logged as suspicious and read as no session.
+Each load, save, touch or delete, and each round trip of a listing, has a budget
+(``AZURE_SESSIONS["TIMEOUT"]``): redis-py never retries (its ``Retry`` has 0 retries), the
+engine retries connection errors and timeouts with backoff while the budget lasts, then raises
+``SessionStoreUnavailable``. Each operation is written once, as steps (``core.steps``) that a
+sync and an async driver carry out. A value the engine did not write (bad header, wrong type)
+is logged as suspicious and read as no session.
 """
 
 from __future__ import annotations
