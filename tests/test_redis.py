@@ -704,12 +704,17 @@ class TestOutage:
     ) -> None:
         with redis_on(URL=redis_server.url, RETRIES=3):
             key = saved(a=1).session_key
+            loaded = loaded_session(storage(), **{USER_ID_KEY: "7"})
             redis_server.kill()
             for attempt in (
                 lambda: SessionStore(key).load(),
                 lambda: SessionStore(key).exists(key),
                 lambda: async_to_sync(SessionStore(key).aload)(),
                 lambda: saved(b=1),
+                lambda: storage().touch(touched(loaded, 60), loaded),
+                lambda: async_to_sync(storage().atouch)(touched(loaded, 60), loaded),
+                lambda: storage().user_records("7"),
+                lambda: async_to_sync(storage().aclear_expired)(),
             ):
                 started = time.monotonic()
                 with pytest.raises(SessionStoreUnavailable):

@@ -374,7 +374,8 @@ class RedisStorage(Storage):
     ) -> Steps[Request, Any]:
         """Ask the driver for ``kind`` until it succeeds, retrying connection errors and
         timeouts with backoff, at most ``RETRIES`` times and never past ``deadline``; then the
-        store is unavailable. A command the server refuses (a ResponseError) is its reply."""
+        store is unavailable. A command the server refuses (a ResponseError) is its reply.
+        A "next" is never retried: an iterator that failed cannot go on."""
         request = (kind, argument, deadline)
         failures = 0
         while True:
@@ -385,7 +386,7 @@ class RedisStorage(Storage):
             except self._retried as error:
                 failures += 1
                 wait = backoff(failures)
-                if failures > self.spec.retries or deadline.remaining() <= wait:
+                if kind == "next" or failures > self.spec.retries or deadline.remaining() <= wait:
                     raise self.unavailable(operation, error) from error
                 logger.debug("Redis %s: retry %d after %s", operation, failures, type(error))
             except self._errors.ResponseError as error:
@@ -454,6 +455,9 @@ class RedisStorage(Storage):
 
     # Listings, written once too: each round trip has the budget and retries of an operation
 
+    def _listing(self, kind: str, argument: Any) -> Steps[Request, Any]:
+        return self._attempts("list", Deadline(self.timeout), kind, argument)
+
     def _list(self, commands: list[tuple[Any, ...]]) -> Steps[Request, list[Any]]:
         """One round trip of a listing; a reply that is an error is raised."""
         replies = yield from self._run_steps("list", Deadline(self.timeout), commands)
@@ -483,8 +487,8 @@ class RedisStorage(Storage):
         """Prune each user index of its entries past their score, then of those whose session
         is gone (expired, evicted, deleted by hand); count both."""
         pruned = 0
-        keys = yield ("keys", _glob_escape(self._users) + "*", Deadline(self.timeout))
-        while indexes := (yield ("next", keys, Deadline(self.timeout))):
+        keys = yield from self._listing("keys", _glob_escape(self._users) + "*")
+        while indexes := (yield from self._listing("next", keys)):
             now = _now_ms()
             commands: list[tuple[Any, ...]] = []
             for index in indexes:
@@ -565,8 +569,8 @@ class RedisStorage(Storage):
         while len(records) < limit:
             wanted = limit - len(records)
             ids: list[str] = []
-            keys = yield ("keys", self._pattern, Deadline(self.timeout))
-            while batch := (yield ("next", keys, Deadline(self.timeout))):
+            keys = yield from self._listing("keys", self._pattern)
+            while batch := (yield from self._listing("next", keys)):
                 ids = _smallest([ids, [key.decode()[offset:-1] for key in batch]], after, wanted)
             found, bad, _ = yield from self._load_many(ids)
             records.extend(found)
@@ -583,8 +587,7 @@ class RedisStorage(Storage):
         records: list[Record] = []
         damaged = 0
         while True:
-            deadline = Deadline(self.timeout)
-            following, found = yield from self._attempts("list", deadline, "scan", scan)
+            following, found = yield from self._listing("scan", scan)
             offset = len(self._sessions)
             ids = sorted({key.decode()[offset:-1] for key in found})  # sorted: resumable
             if after is not None:
