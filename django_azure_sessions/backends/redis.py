@@ -161,11 +161,8 @@ def _now_ms() -> int:
 _UTC = datetime.timezone.utc
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
 _MS = datetime.timedelta(milliseconds=1)
+# ms / 1000 gives back the exact millisecond; positional arguments cost half of tz=_UTC.
 _from_timestamp = datetime.datetime.fromtimestamp
-
-
-def _datetime(ms: int) -> datetime.datetime:
-    return _from_timestamp(ms / 1000, _UTC)  # exact to the millisecond, faster than keywords
 
 
 def _ms(when: datetime.datetime) -> int:
@@ -200,11 +197,11 @@ def _parse(key: str, value: Any, now: int) -> Record | None:
     return Record(
         key=key,
         data=value[end:],
-        expires=_datetime(expires),
+        expires=_from_timestamp(expires / 1000, _UTC),
         user_id=user_id,
         version=(version, indexed, created),
-        created=_datetime(created),
-        updated=_datetime(updated),
+        created=_from_timestamp(created / 1000, _UTC),
+        updated=_from_timestamp(updated / 1000, _UTC),
         device=device,
     )
 
