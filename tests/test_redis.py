@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import os
 import subprocess
 import sys
@@ -29,7 +30,9 @@ from django.urls import path
 from django_azure_sessions import SessionStoreUnavailable, checks
 from django_azure_sessions.backends.redis import (
     INDEX,
+    TOUCH,
     UPDATE,
+    RedisStorage,
     SessionStore,
 )
 from django_azure_sessions.backends.redis_checks import check_redis
@@ -42,6 +45,7 @@ from django_azure_sessions.backends.redis_connection import (
 from django_azure_sessions.conf import RedisSettings, app_settings
 from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
+from django_azure_sessions.core.storage import Record, utcnow
 
 from .fixtures.engines import configured, make_record
 from .fixtures.redis import RedisServer, free_port, wait_until
@@ -356,10 +360,10 @@ class TestStorage:
         assert store.client.zcard(user_key) == 2
         time.sleep(0.6)
         assert store.load("a" * 64) is None
-        # The index covers twice the remaining lifetime (1 s here): nothing to prune yet.
-        assert store.clear_expired() == 0
-        time.sleep(0.6)
+        # Its entry is scored for twice the remaining lifetime (1 s here), but its session is
+        # gone: the entry goes now.
         assert store.clear_expired() == 1
+        assert store.clear_expired() == 0
         assert async_to_sync(store.aclear_expired)() == 0
         assert [m.decode() for m in store.client.zrange(user_key, 0, -1)] == ["b" * 64]
         assert [r.key for r in store.user_records("5")] == ["b" * 64]
@@ -437,6 +441,155 @@ class TestStorage:
         fresh["b"] = 2
         fresh.save()
         assert [r.key for r in store.user_records("77")] == [stored.key]
+
+
+# Touch: the expiry and the last activity written in place, the version kept
+
+
+def touched(loaded: Record, seconds: float) -> Record:
+    """What a touch writes: ``loaded`` expiring ``seconds`` later, active now."""
+    return dataclasses.replace(
+        loaded, expires=loaded.expires + datetime.timedelta(seconds=seconds), updated=utcnow()
+    )
+
+
+def loaded_session(store: RedisStorage, **data: Any) -> Record:
+    session = saved(**data)
+    assert session.session_key is not None
+    loaded = store.load(keys.storage_id(session.session_key))
+    assert loaded is not None
+    return loaded
+
+
+class TestTouch:
+    def test_a_touch_is_one_script_in_one_round_trip(
+        self, own: type[SessionStore], redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        warm_up()
+        store = storage()
+        loaded = loaded_session(store, **{USER_ID_KEY: "7"})
+        assert store.touch(touched(loaded, 60), loaded) == loaded.version  # loads the script
+        connection = store._thread().connection
+        sends: list[object] = []
+        send = connection.send_packed_command
+        monkeypatch.setattr(
+            connection, "send_packed_command", lambda *a: sends.append(a) or send(*a)
+        )
+        counter = CommandCounter(redis_server)
+        # Within the index's cover: the session's script alone; the version is still loaded's.
+        assert store.touch(touched(loaded, 120), loaded) == loaded.version
+        assert counter.since() == {"evalsha": 1, "getrange": 1, "setrange": 2, "pexpire": 1}
+        assert len(sends) == 1
+        # Past the index's cover: the index script first, in the same round trip.
+        far = touched(loaded, 30 * 24 * 3600)
+        version = store.touch(far, loaded)
+        assert version is not None
+        assert (version[0], version[2]) == (loaded.version[0], loaded.version[2])
+        assert version[1] > loaded.version[1]  # "indexed until" follows the new expiry
+        calls = counter.since()
+        assert calls.pop("evalsha") == 2
+        assert set(calls) <= {
+            "getrange",
+            "setrange",
+            "pexpire",
+            "zscore",
+            "zadd",
+            "zremrangebyscore",
+            "pttl",
+        }
+        assert len(sends) == 2
+        with redis_server.client() as admin:
+            assert admin.script_exists(TOUCH.sha) == [True]
+
+    def test_a_touch_moves_the_ttl_and_the_activity_and_nothing_else(
+        self, redis_engine: type[SessionStore]
+    ) -> None:
+        store = storage()
+        record = make_record("t" * 64, expires_in=60, user_id="7")
+        record.device = '{"ua":"curl/8.5"}'
+        assert store.create(record) is not None
+        loaded = store.load("t" * 64)
+        assert loaded is not None
+        key = store.session_key("t" * 64)
+        before = store.client.get(key)
+        assert 55_000 < store.client.pttl(key) <= 60_000
+        later = touched(loaded, 30)  # within the index's cover (twice the lifetime: 120 s)
+        assert store.touch(later, loaded) == loaded.version
+        after = store.client.get(key)
+        assert 85_000 < store.client.pttl(key) <= 90_000
+        # The version (0-8), "indexed until" (16-24, still covering) and created (24-32) stay;
+        # so do the user id, the device and the data after the header.
+        assert (after[:8], after[16:32], after[40:]) == (before[:8], before[16:32], before[40:])
+        again = store.load("t" * 64)
+        assert again is not None
+        assert (again.expires, again.data, again.device) == (later.expires, b"x", record.device)
+        assert again.updated == later.updated.replace(
+            microsecond=later.updated.microsecond // 1000 * 1000
+        )
+        # A touch to a past expiry ends the session, like a save would.
+        assert async_to_sync(store.atouch)(touched(again, -7200), again) is not None
+        assert store.client.exists(key) == 0
+
+
+# The user index repairs itself: entries of sessions gone (expired, evicted, deleted outside
+# the package) are pruned when the index is read and by clear_expired()
+
+
+@pytest.fixture(params=["redis_engine", "redis_cluster_engine"])
+def any_redis(request: pytest.FixtureRequest) -> type[SessionStore]:
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+def signed_in(user_id: str, count: int) -> list[str]:
+    return [keys.storage_id(saved(**{USER_ID_KEY: user_id}).session_key) for _ in range(count)]
+
+
+class TestIndexRepair:
+    def test_reading_an_index_prunes_entries_of_sessions_gone(
+        self, any_redis: type[SessionStore]
+    ) -> None:
+        store = storage()
+        ids = signed_in("21", 4)
+        index = store.user_key("21")
+        raw = store.client  # redis-py itself: deletes outside the package
+        raw.delete(store.session_key(ids[0]))
+        raw.delete(store.session_key(ids[1]))
+        assert raw.zcard(index) == 4
+        assert sorted(r.key for r in store.user_records("21")) == sorted(ids[2:])
+        assert raw.zcard(index) == 2
+        raw.delete(store.session_key(ids[2]))
+        assert [r.key for r in async_to_sync(store.auser_records)("21")] == [ids[3]]
+        assert raw.zcard(index) == 1
+
+    def test_clear_expired_prunes_every_index_of_sessions_gone(
+        self, any_redis: type[SessionStore]
+    ) -> None:
+        store = storage()
+        first, second = signed_in("31", 3), signed_in("32", 2)
+        raw = store.client
+        for stored_id in (first[0], first[1], second[0]):
+            raw.delete(store.session_key(stored_id))
+        assert store.clear_expired() == 3
+        assert raw.zrange(store.user_key("31"), 0, -1) == [first[2].encode()]
+        assert raw.zrange(store.user_key("32"), 0, -1) == [second[1].encode()]
+        assert async_to_sync(store.aclear_expired)() == 0
+        raw.delete(store.session_key(second[1]))
+        assert async_to_sync(store.aclear_expired)() == 1
+        assert raw.exists(store.user_key("32")) == 0  # its last member gone, so is the set
+        assert [r.key for r in store.user_records("31")] == [first[2]]
+
+    def test_an_entry_whose_session_appears_meanwhile_is_put_back(
+        self, redis_engine: type[SessionStore]
+    ) -> None:
+        """A sign-in writes its index entry, then its session: a reader that found no session
+        between the two removes the entry, reads the session again and puts the entry back."""
+        store = storage()
+        [stored_id] = signed_in("41", 1)
+        index = store.user_key("41")
+        score = store.client.zscore(index, stored_id)
+        assert store._drive(store._prune([(index, stored_id)])) == 0  # as if found gone
+        assert store.client.zscore(index, stored_id) == score
+        assert [r.key for r in store.user_records("41")] == [stored_id]
 
 
 # Scripts: loaded once, called by SHA, recovered after SCRIPT FLUSH
@@ -551,12 +704,17 @@ class TestOutage:
     ) -> None:
         with redis_on(URL=redis_server.url, RETRIES=3):
             key = saved(a=1).session_key
+            loaded = loaded_session(storage(), **{USER_ID_KEY: "7"})
             redis_server.kill()
             for attempt in (
                 lambda: SessionStore(key).load(),
                 lambda: SessionStore(key).exists(key),
                 lambda: async_to_sync(SessionStore(key).aload)(),
                 lambda: saved(b=1),
+                lambda: storage().touch(touched(loaded, 60), loaded),
+                lambda: async_to_sync(storage().atouch)(touched(loaded, 60), loaded),
+                lambda: storage().user_records("7"),
+                lambda: async_to_sync(storage().aclear_expired)(),
             ):
                 started = time.monotonic()
                 with pytest.raises(SessionStoreUnavailable):

@@ -27,7 +27,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from django_azure_sessions import SessionStoreUnavailable
-from django_azure_sessions.backends.redis import HEADER, NO_USER, SessionStore
+from django_azure_sessions.backends.redis import HEADER, NO_DEVICE, NO_USER, SessionStore
 from django_azure_sessions.backends.redis_connection import spec_from_settings
 from django_azure_sessions.conf import RedisSettings
 from django_azure_sessions.core import keys
@@ -252,7 +252,10 @@ def test_an_outage_through_the_demo_site(
 # (c) Damaged values: logged as suspicious, read as no session, replaced by the next save
 
 
-def _flip(offset: int) -> Callable[[bytes], bytes]:
+Damage = Callable[[bytes], bytes]
+
+
+def _flip(offset: int) -> Damage:
     def flip(value: bytes) -> bytes:
         damaged = bytearray(value)
         damaged[offset] ^= 0xFF
@@ -261,11 +264,15 @@ def _flip(offset: int) -> Callable[[bytes], bytes]:
     return flip
 
 
-def _with_user(user: bytes, size: int) -> Callable[[bytes], bytes]:
+def _with(user: bytes, user_size: int, device: bytes, device_size: int) -> Damage:
+    """The value with this user id and device, and these lengths in its header."""
+
     def rewrite(value: bytes) -> bytes:
-        fields = HEADER.unpack_from(value)
-        start = HEADER.size + (0 if fields[-1] == NO_USER else fields[-1])
-        return HEADER.pack(*fields[:-1], size) + user + value[start:]
+        *fields, old_user, old_device = HEADER.unpack_from(value)
+        start = HEADER.size
+        start += 0 if old_user == NO_USER else old_user
+        start += 0 if old_device == NO_DEVICE else old_device
+        return HEADER.pack(*fields, user_size, device_size) + user + device + value[start:]
 
     return rewrite
 
@@ -275,12 +282,15 @@ DAMAGE: dict[str, Callable[[bytes], bytes] | str] = {
     "flip byte 9": _flip(9),
     "flip byte 40": _flip(40),  # the user id's length
     "flip byte 41": _flip(41),
+    "flip byte 43": _flip(43),  # the device's length
     "truncated": lambda value: value[:20],
     "header only, cut": lambda value: value[: HEADER.size - 1],
     "random bytes": lambda value: random.Random(9).randbytes(len(value)),
     "created out of range": lambda value: value[:24] + struct.pack(">q", -5) + value[32:],
-    "bad utf-8 user id": _with_user(b"\xff\xfe", 2),
-    "user id length past the end": _with_user(b"7", 60_000),
+    "bad utf-8 user id": _with(b"\xff\xfe", 2, b"", NO_DEVICE),
+    "user id length past the end": _with(b"7", 60_000, b"", NO_DEVICE),
+    "bad utf-8 device": _with(b"7", 1, b"\xff\xfe", 2),
+    "device length past the end": _with(b"7", 1, b"{}", 60_000),
     "list": "list",
     "hash": "hash",
 }
@@ -379,6 +389,7 @@ HEADERS = st.builds(
     st.tuples(
         st.integers(0, 2**64 - 1),
         *[st.integers(-(2**63), 2**63 - 1) for _ in range(4)],
+        st.integers(0, 0xFFFF),
         st.integers(0, 0xFFFF),
     ),
     st.binary(max_size=64),

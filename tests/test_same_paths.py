@@ -8,6 +8,7 @@ import datetime
 import re
 import urllib.parse
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -49,6 +50,14 @@ def operations(store: type[Any], is_async: bool) -> Iterator[tuple[str, Callable
     call(signed_in, "load")()
     signed_in[USER_ID_KEY] = "7"
     yield "sign in", call(signed_in, "save")
+    for name, days in (("touch", 1), ("touch past the index", 60)):
+        loaded = store(key)
+        call(loaded, "load")()
+        record = loaded._record
+        later = dataclasses.replace(
+            record, expires=record.expires + datetime.timedelta(days=days), updated=utcnow()
+        )
+        yield name, partial(call(loaded.get_storage(), "touch"), later, record)
     yield "delete", call(store(key), "delete")
     yield "load absent", call(store(keys.new_key()), "load")
 
@@ -84,6 +93,8 @@ def test_redis_commands_are_the_same_sync_and_async(
             sent[is_async].append((name, commands))
     assert sent[False] == sent[True]
     assert dict(sent[False])["load"] == {"cmdstat_get": 1}
+    assert dict(sent[False])["touch"]["cmdstat_evalsha"] == 1
+    assert dict(sent[False])["touch past the index"]["cmdstat_evalsha"] == 2
 
 
 @pytest.mark.django_db(databases="__all__")

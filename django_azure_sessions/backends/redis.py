@@ -3,9 +3,11 @@
 Keys, ``P`` being ``KEY_PREFIX``:
 
 - ``P s:{<id>}``, a string per session: a fixed binary header (version, expiry, how long the
-  user index covers it, created, updated, user id) then the encoded data. It expires natively
-  at the session's expiry. Load is one ``GET``; create one ``SET NX PX``; update one script
-  that compares the 8-byte version and ``SET``s.
+  user index covers it, created, updated, the lengths of the user id and of the device), the
+  user id, the device, then the encoded data. It expires natively at the session's expiry.
+  Load is one ``GET``; create one ``SET NX PX``; update one script that compares the 8-byte
+  version and ``SET``s; touch one script that compares it and writes the expiry and the
+  last activity in place, leaving the version as it is.
 - ``P u:{<user id>}``, a sorted set per user: the user's session ids, each scored by the time
   its index entry may be pruned. It expires with its last member.
 
@@ -15,12 +17,15 @@ cross-slot scripts (Azure Managed Redis' Enterprise policy). The braces are hash
 slot of a key is decided by the session id or user id alone, never by the prefix, so sessions
 spread over all shards. The user index is written in the same round trip as the save, before
 it; it may hold stale ids (sessions deleted or signed in as someone else), which reads verify
-against the session itself and which are pruned once their score is past.
+against the session itself. An entry is pruned once its score is past, or once a read of the
+index or ``clear_expired()`` finds its session gone (expired, evicted, deleted by hand).
 
-Each load, save or delete has a budget (``AZURE_SESSIONS["TIMEOUT"]``): redis-py never
-retries (its ``Retry`` has 0 retries), the engine retries connection errors and timeouts with
-backoff while the budget lasts, then raises ``SessionStoreUnavailable``. A value the engine
-did not write (bad header, wrong type) is logged as suspicious and read as no session.
+Each load, save, touch or delete, and each round trip of a listing, has a budget
+(``AZURE_SESSIONS["TIMEOUT"]``): redis-py never retries (its ``Retry`` has 0 retries), the
+engine retries connection errors and timeouts with backoff while the budget lasts, then raises
+``SessionStoreUnavailable``. Each operation is written once, as steps (``core.steps``) that a
+sync and an async driver carry out. A value the engine did not write (bad header, wrong type)
+is logged as suspicious and read as no session.
 """
 
 from __future__ import annotations
@@ -36,14 +41,14 @@ import re
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 from ..conf import app_settings
 from ..core.keys import is_storage_id
 from ..core.session import StoreSession
-from ..core.steps import Call, Steps, adrive, drive
+from ..core.steps import Steps, adrive, drive
 from ..core.storage import DamagedRecord, Deadline, Page, Record, Storage
 from ..exceptions import SessionStoreUnavailable
 from .redis_connection import (
@@ -57,11 +62,14 @@ from .redis_wire import pack
 
 __all__ = ["RedisStorage", "SessionStore", "entra_id_credential_provider"]
 
-# version, expires, indexed until, created, updated (ms since the epoch), length of the user id
-HEADER = struct.Struct(">QqqqqH")
+# version, expires, indexed until, created, updated (ms since the epoch), then the lengths of
+# the user id and of the device that follow it (NO_USER, NO_DEVICE: None, not "").
+HEADER = struct.Struct(">QqqqqHH")
 VERSION = struct.Struct(">Q")
-INDEXED_AT = 16  # offset of "indexed until" in the header
-NO_USER = 0xFFFF
+TIME = struct.Struct(">q")
+EXPIRES_AT, INDEXED_AT, UPDATED_AT = 8, 16, 32  # offsets in the header
+NO_TEXT = 0xFFFF  # the length field of a user id or a device that is None
+NO_USER = NO_DEVICE = NO_TEXT
 MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time a datetime holds
 SCAN_COUNT = 1000
 BATCH = 500
@@ -84,6 +92,21 @@ if tonumber(ARGV[3]) > 0 then
 else
   redis.call('DEL', KEYS[1])
 end
+return 1
+""")
+
+# ARGV: the loaded version (8 bytes); the new expiry, or the new expiry and "indexed until"
+# (8 or 16 bytes, written from EXPIRES_AT); the last activity (8 bytes); the ttl (ms; <= 0
+# deletes). The version stays: a touch conflicts with no save but one that came before it.
+TOUCH = _script(f"""
+if redis.call('GETRANGE', KEYS[1], 0, 7) ~= ARGV[1] then return false end
+if tonumber(ARGV[4]) <= 0 then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+redis.call('SETRANGE', KEYS[1], {EXPIRES_AT}, ARGV[2])
+redis.call('SETRANGE', KEYS[1], {UPDATED_AT}, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """)
 
@@ -115,11 +138,16 @@ Version = tuple[int, int, int]
 
 
 T = TypeVar("T")
-# What a save's steps ask of a driver: ("send", commands) or ("script_load", source).
-Request = tuple[str, Any]
+# What an operation's steps ask of a driver, with the operation's budget (see _attempts):
+# ("send", commands, deadline), one round trip; ("resend", commands, deadline), the same
+# after a failure; ("script_load", source, deadline); ("sleep", seconds, deadline). Listings
+# also ask for ("scan", cursor, deadline), one SCAN step of the session keys, and walk the
+# keys of every node with ("keys", pattern, deadline), an iterator, then ("next", iterator,
+# deadline), its next batch ([] at the end).
+Request = tuple[str, Any, Deadline]
 logger = logging.getLogger("django_azure_sessions")
 
-SCRIPTS = {script.sha: script for script in (UPDATE, FORGET_INDEX, INDEX)}
+SCRIPTS = {script.sha: script for script in (UPDATE, TOUCH, FORGET_INDEX, INDEX)}
 
 
 def _script_call(script: Script, key: str, *args: Any) -> tuple[Any, ...]:
@@ -130,45 +158,62 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _datetime(ms: int) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+_UTC = datetime.timezone.utc
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
+_MS = datetime.timedelta(milliseconds=1)
+# ms / 1000 gives back the exact millisecond; positional arguments cost half of tz=_UTC.
+_from_timestamp = datetime.datetime.fromtimestamp
+
+
+def _ms(when: datetime.datetime) -> int:
+    return (when - _EPOCH) // _MS  # exact, where int(timestamp() * 1000) may round down
 
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def _parse(key: str, value: Any, now: int, listing: bool) -> Record | None:
+def _parse(key: str, value: Any, now: int) -> Record | None:
     if isinstance(value, Exception):
         if str(value).startswith("WRONGTYPE"):
             raise DamagedRecord("the key holds another type than a string")
         raise value
     if len(value) < HEADER.size:
         raise DamagedRecord(f"{len(value)} bytes, shorter than the header")
-    version, expires, indexed, created, updated, user_size = HEADER.unpack_from(value)
+    version, expires, indexed, created, updated, user_size, device_size = HEADER.unpack_from(value)
     if not (0 <= expires <= MAX_MS and 0 <= created <= MAX_MS and 0 <= updated <= MAX_MS):
         raise DamagedRecord("a time in the header is out of range")
     if expires <= now:
         return None
-    if user_size == NO_USER:
-        start, user_id = HEADER.size, None
-    else:
-        start = HEADER.size + user_size
-        if start > len(value):
-            raise DamagedRecord("the user id's length runs past the end")
-        try:
-            user_id = value[HEADER.size : start].decode()
-        except UnicodeDecodeError:
-            raise DamagedRecord("the user id is not UTF-8") from None
+    user_end = HEADER.size if user_size == NO_USER else HEADER.size + user_size
+    end = user_end if device_size == NO_DEVICE else user_end + device_size
+    if end > len(value):
+        raise DamagedRecord("the user id's or the device's length runs past the end")
+    try:
+        user_id = None if user_size == NO_USER else value[HEADER.size : user_end].decode()
+        device = None if device_size == NO_DEVICE else value[user_end:end].decode()
+    except UnicodeDecodeError:
+        raise DamagedRecord("the user id or the device is not UTF-8") from None
     return Record(
         key=key,
-        data=value[start:],
-        expires=_datetime(expires),
+        data=value[end:],
+        expires=_from_timestamp(expires / 1000, _UTC),
         user_id=user_id,
         version=(version, indexed, created),
-        created=_datetime(created) if listing else None,
-        updated=_datetime(updated) if listing else None,
+        created=_from_timestamp(created / 1000, _UTC),
+        updated=_from_timestamp(updated / 1000, _UTC),
+        device=device,
     )
+
+
+def _text(text: str | None, what: str) -> tuple[bytes, int]:
+    """``text`` as stored after the header, and its length field."""
+    if text is None:
+        return b"", NO_TEXT
+    stored = text.encode()
+    if len(stored) >= NO_TEXT:
+        raise ValueError(f"A {what} of 64 KiB or more cannot be stored with a session.")
+    return stored, len(stored)
 
 
 class RedisStorage(Storage):
@@ -192,12 +237,14 @@ class RedisStorage(Storage):
         errors = self._errors = import_redis().exceptions
         self._noscript = errors.NoScriptError
         # BusyLoadingError (a server loading its data) is a ConnectionError: retried too. So are
-        # a cluster with no reachable node (RedisClusterException) and CLUSTERDOWN.
+        # a cluster with no reachable node (RedisClusterException), CLUSTERDOWN, and the end of
+        # an async attempt's asyncio.timeout() (the builtin TimeoutError).
         self._retried = (
             errors.ConnectionError,
             errors.TimeoutError,
             errors.ClusterError,
             errors.RedisClusterException,
+            TimeoutError,
         )
         self._refused = errors.AuthenticationError  # misconfiguration: retrying cannot help
 
@@ -217,13 +264,13 @@ class RedisStorage(Storage):
     def user_key(self, user_id: str) -> str:
         return f"{self._users}{user_id}}}"
 
-    def _record(self, key: str, value: Any, now: int, listing: bool = False) -> Record | None:
-        """The record in ``value`` (a GET's reply); its creation and update times only for
-        ``listing``. A value this engine did not write is reported and read as no session."""
+    def _record(self, key: str, value: Any, now: int) -> Record | None:
+        """The record in ``value`` (a GET's reply). A value this engine did not write is
+        reported and read as no session."""
         if value is None:
             return None
         try:
-            return _parse(key, value, now, listing)
+            return _parse(key, value, now)
         except DamagedRecord as exc:
             self.damaged(key, str(exc))
             return None
@@ -231,7 +278,7 @@ class RedisStorage(Storage):
     def _listed(self, ids: Sequence[str], values: list[Any], now: int) -> tuple[list[Record], int]:
         """The live records among a batch's ``values``, and how many values were damaged."""
         return self.readable(
-            (key, partial(_parse, key, value, now, listing=True))
+            (key, partial(_parse, key, value, now))
             for key, value in zip(ids, values, strict=True)
             if value is not None
         )
@@ -241,36 +288,22 @@ class RedisStorage(Storage):
     ) -> tuple[list[tuple[Any, ...]], Version]:
         """The commands that save ``record`` (the index first), and its new version."""
         now = _now_ms()
-        expires = int(record.expires.timestamp() * 1000)
+        expires = _ms(record.expires)
         user = record.user_id
         if loaded is None:
-            version, indexed, created = 1, 0, now
+            version, indexed = 1, 0
+            created = now if record.created is None else _ms(record.created)
         else:
             version, indexed, created = loaded.version
             version += 1
             if loaded.user_id != user:
                 indexed = 0
-        commands = []
-        if user is not None and expires > now and expires > indexed:
-            # Cover twice the remaining lifetime: a session saved on every request needs a new
-            # index entry about once per lifetime, not once per save.
-            indexed = 2 * expires - now
-            commands.append(_script_call(INDEX, self.user_key(user), record.key, indexed, now))
-        user_bytes = b"" if user is None else user.encode()
-        if len(user_bytes) >= NO_USER:
-            raise ValueError("A user id of 64 KiB or more cannot be stored with a session.")
-        value = (
-            HEADER.pack(
-                version,
-                expires,
-                indexed,
-                created,
-                now,
-                NO_USER if user is None else len(user_bytes),
-            )
-            + user_bytes
-            + record.data
-        )
+        commands, indexed = self._indexing(user, record.key, expires, indexed, now)
+        user_bytes, user_size = _text(user, "user id")
+        device_bytes, device_size = _text(record.device, "device")
+        updated = now if record.updated is None else _ms(record.updated)
+        header = HEADER.pack(version, expires, indexed, created, updated, user_size, device_size)
+        value = b"".join((header, user_bytes, device_bytes, record.data))
         key = self.session_key(record.key)
         ttl = expires - now
         if loaded is None:
@@ -279,6 +312,35 @@ class RedisStorage(Storage):
             expected = VERSION.pack(loaded.version[0])
             commands.append(_script_call(UPDATE, key, expected, value, ttl))
         return commands, (version, indexed, created)
+
+    def _touch_commands(
+        self, record: Record, loaded: Record
+    ) -> tuple[list[tuple[Any, ...]], Version]:
+        """The commands that write ``record``'s expiry and last activity over ``loaded`` (a
+        new index entry first if the session outlives its entry), and the version after."""
+        now = _now_ms()
+        expires = _ms(record.expires)
+        updated = now if record.updated is None else _ms(record.updated)
+        version, indexed, created = loaded.version
+        commands, new_indexed = self._indexing(loaded.user_id, loaded.key, expires, indexed, now)
+        times = TIME.pack(expires)
+        if new_indexed != indexed:
+            times += TIME.pack(new_indexed)  # "indexed until" follows the expiry
+        args = (VERSION.pack(version), times, TIME.pack(updated), expires - now)
+        commands.append(_script_call(TOUCH, self.session_key(loaded.key), *args))
+        return commands, (version, new_indexed, created)
+
+    def _indexing(
+        self, user: str | None, key: str, expires: int, indexed: int, now: int
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """The user-index write that a session expiring at ``expires`` needs (none while the
+        entry it has covers that), and the new "indexed until"."""
+        if user is None or expires <= now or expires <= indexed:
+            return [], indexed
+        # Cover twice the remaining lifetime: a session saved on every request needs a new
+        # index entry about once per lifetime, not once per save.
+        indexed = 2 * expires - now
+        return [_script_call(INDEX, self.user_key(user), key, indexed, now)], indexed
 
     def _failures(
         self, results: list[Any], key: str, version: Version
@@ -298,43 +360,253 @@ class RedisStorage(Storage):
         if len(results) > 1 and isinstance(results[0], Exception):
             if not saved:
                 return results[0], None
-            args = (VERSION.pack(version[0]), struct.pack(">q", 0))
+            args = (VERSION.pack(version[0]), TIME.pack(0))
             return results[0], _script_call(FORGET_INDEX, self.session_key(key), *args)
         return None, None
 
-    # Saving, written once: steps that ``_drive`` and ``_adrive`` carry out (see core.steps)
+    # Operations, written once: steps that ``_drive`` and ``_adrive`` carry out (core.steps)
 
-    def _run_steps(self, commands: list[tuple[Any, ...]]) -> Steps[Request, list[Any]]:
+    def _attempts(
+        self, operation: str, deadline: Deadline, kind: str, argument: Any
+    ) -> Steps[Request, Any]:
+        """Ask the driver for ``kind`` until it succeeds, retrying connection errors and
+        timeouts with backoff, at most ``RETRIES`` times and never past ``deadline``; then the
+        store is unavailable. A command the server refuses (a ResponseError) is its reply.
+        A "next" is never retried: an iterator that failed cannot go on."""
+        request = (kind, argument, deadline)
+        failures = 0
+        while True:
+            try:
+                return (yield request)
+            except self._refused as error:
+                raise self.unavailable(operation, error) from error
+            except self._retried as error:
+                failures += 1
+                wait = backoff(failures)
+                if kind == "next" or failures > self.spec.retries or deadline.remaining() <= wait:
+                    raise self.unavailable(operation, error) from error
+                logger.debug("Redis %s: retry %d after %s", operation, failures, type(error))
+            except self._errors.ResponseError as error:
+                if kind != "send":
+                    raise
+                return [error] * len(argument)
+            yield ("sleep", wait, deadline)
+            if kind == "send":
+                request = ("resend", argument, deadline)
+
+    def _run_steps(
+        self, operation: str, deadline: Deadline, commands: list[tuple[Any, ...]]
+    ) -> Steps[Request, list[Any]]:
         """Run the commands in one round trip; load a script again if the server lost it."""
-        results: list[Any] = yield ("send", commands)
+        results: list[Any] = yield from self._attempts(operation, deadline, "send", commands)
         lost = [i for i, result in enumerate(results) if isinstance(result, self._noscript)]
         if lost:
             logger.debug("Redis lost its scripts (a restart or a failover): loading them again")
             for sha in {commands[i][1] for i in lost}:
-                yield ("script_load", SCRIPTS[sha].source)
-            retried = yield ("send", [commands[i] for i in lost])
+                yield from self._attempts(operation, deadline, "script_load", SCRIPTS[sha].source)
+            again = [commands[i] for i in lost]
+            retried = yield from self._attempts(operation, deadline, "send", again)
             for i, result in zip(lost, retried, strict=True):
                 results[i] = result
         return results
 
-    def _save_steps(self, record: Record, loaded: Record | None) -> Steps[Request, Version | None]:
-        commands, version = self._save_commands(record, loaded)
-        results = yield from self._run_steps(commands)
-        error, repair = self._failures(results, record.key, version)
+    def _get(self, key: str) -> Steps[Request, list[Any]]:
+        command = [("GET", self.session_key(key))]
+        return self._attempts("load", Deadline(self.timeout), "send", command)
+
+    def _delete_steps(self, key: str) -> Steps[Request, None]:
+        command = [("DEL", self.session_key(key))]
+        replies = yield from self._attempts("delete", Deadline(self.timeout), "send", command)
+        if isinstance(replies[0], Exception):
+            raise replies[0]
+
+    def _save(self, record: Record, loaded: Record | None) -> Steps[Request, Version | None]:
+        operation = "create" if loaded is None else "update"
+        return self._write_steps(operation, record.key, *self._save_commands(record, loaded))
+
+    def _touch(self, record: Record, loaded: Record) -> Steps[Request, Version | None]:
+        return self._write_steps("touch", loaded.key, *self._touch_commands(record, loaded))
+
+    def _write_steps(
+        self, operation: str, key: str, commands: list[tuple[Any, ...]], version: Version
+    ) -> Steps[Request, Version | None]:
+        """Run a save's or a touch's ``commands`` (an index write, then the session's): the
+        new ``version``, or None if the session changed or went meanwhile."""
+        deadline = Deadline(self.timeout)
+        results = yield from self._run_steps(operation, deadline, commands)
+        error, repair = self._failures(results, key, version)
         if repair is not None:
             try:
-                yield from self._run_steps([repair])
+                yield from self._run_steps(operation, deadline, [repair])
             except (self._errors.RedisError, SessionStoreUnavailable) as exc:
                 # The next save writes the index entry again: nothing is lost but the entry.
                 logger.warning(
                     "Redis: session %s… was saved but its user-index entry was not, and the "
                     "repair failed too (%s)",
-                    record.key[:12],
+                    key[:12],
                     type(exc).__name__,
                 )
         if error is not None:
             raise error
         return version if results[-1] else None
+
+    # Listings, written once too: each round trip has the budget and retries of an operation
+
+    def _listing(self, kind: str, argument: Any) -> Steps[Request, Any]:
+        return self._attempts("list", Deadline(self.timeout), kind, argument)
+
+    def _list(self, commands: list[tuple[Any, ...]]) -> Steps[Request, list[Any]]:
+        """One round trip of a listing; a reply that is an error is raised."""
+        replies = yield from self._run_steps("list", Deadline(self.timeout), commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _load_many(
+        self, ids: Sequence[str]
+    ) -> Steps[Request, tuple[list[Record], int, list[str]]]:
+        """The live records of ``ids``, how many of them were damaged, and the ids of no key."""
+        records: list[Record] = []
+        damaged = 0
+        missing: list[str] = []
+        for start in range(0, len(ids), BATCH):
+            batch = ids[start : start + BATCH]
+            commands = [("GET", self.session_key(key)) for key in batch]
+            values = yield from self._run_steps("list", Deadline(self.timeout), commands)
+            found, bad = self._listed(batch, values, _now_ms())
+            records += found
+            damaged += bad
+            missing += [key for key, value in zip(batch, values, strict=True) if value is None]
+        return records, damaged, missing
+
+    def _clear_expired(self) -> Steps[Request, int]:
+        """Prune each user index of its entries past their score, then of those whose session
+        is gone (expired, evicted, deleted by hand); count both."""
+        pruned = 0
+        keys = yield from self._listing("keys", _glob_escape(self._users) + "*")
+        while indexes := (yield from self._listing("next", keys)):
+            now = _now_ms()
+            commands: list[tuple[Any, ...]] = []
+            for index in indexes:
+                commands += [("ZREMRANGEBYSCORE", index, "-inf", now), ("ZRANGE", index, 0, -1)]
+            replies = yield from self._list(commands)
+            pruned += sum(replies[0::2])
+            entries = [
+                (index, member.decode())
+                for index, members in zip(indexes, replies[1::2], strict=True)
+                for member in members
+            ]
+            gone = []
+            for start in range(0, len(entries), BATCH):
+                batch = entries[start : start + BATCH]
+                commands = [("EXISTS", self.session_key(key)) for _, key in batch]
+                found = yield from self._list(commands)
+                gone += [entry for entry, exists in zip(batch, found, strict=True) if not exists]
+            pruned += yield from self._prune(gone)
+        return pruned
+
+    def _prune(self, entries: list[tuple[Any, str]]) -> Steps[Request, int]:
+        """Remove the user-index entries ``(index key, session id)`` whose session was found
+        gone, and count them.
+
+        Each session is read again in the round trip that removes its entry: one that appeared
+        meanwhile (a sign-in writes its index entry first, then the session) gets its entry
+        back, scored as its header says, so that "sign out everywhere" still finds it.
+        """
+        pruned = 0
+        for start in range(0, len(entries), BATCH):
+            batch = entries[start : start + BATCH]
+            commands: list[tuple[Any, ...]] = [("ZREM", index, key) for index, key in batch]
+            commands += [("GET", self.session_key(key)) for _, key in batch]
+            replies = yield from self._run_steps("prune", Deadline(self.timeout), commands)
+            now = _now_ms()
+            restore = []
+            removals, values = replies[: len(batch)], replies[len(batch) :]
+            for (index, key), removed, value in zip(batch, removals, values, strict=True):
+                if isinstance(removed, Exception):
+                    raise removed
+                record = self._record(key, value, now)
+                if record is None or record.user_id is None or record.version[1] <= now:
+                    pruned += removed
+                elif removed:
+                    restore.append(_script_call(INDEX, index, key, record.version[1], now))
+            if restore:
+                yield from self._list(restore)
+        return pruned
+
+    def _user_records(self, user_id: str) -> Steps[Request, list[Record]]:
+        index = self.user_key(user_id)
+        [ids] = yield from self._list([("ZRANGEBYSCORE", index, f"({_now_ms()}", "+inf")])
+        records, _, missing = yield from self._load_many(sorted(i.decode() for i in ids))
+        if missing:  # sessions gone (expired, evicted, deleted by hand): repair the index
+            try:
+                pruned = yield from self._prune([(index, key) for key in missing])
+            except (self._errors.RedisError, SessionStoreUnavailable) as exc:
+                logger.warning(
+                    "Redis: a user index lists %d sessions that are gone, and removing them "
+                    "failed (%s)",
+                    len(missing),
+                    type(exc).__name__,
+                )
+            else:
+                logger.debug("Redis: %d entries of sessions gone pruned from a user index", pruned)
+        return [record for record in records if record.user_id == user_id]
+
+    def _page_steps(self, cursor: str | None, limit: int) -> Steps[Request, Page]:
+        if self.spec.mode == "cluster":
+            return self._ordered_page(_ordered_cursor(cursor), limit)
+        return self._page(_scan_cursor(cursor), limit)
+
+    def _ordered_page(self, after: str | None, limit: int) -> Steps[Request, Page]:
+        """Steps of a page in key order (Cluster): each pass scans every session key."""
+        records: list[Record] = []
+        damaged = 0
+        offset = len(self._sessions)
+        while len(records) < limit:
+            wanted = limit - len(records)
+            ids: list[str] = []
+            keys = yield from self._listing("keys", self._pattern)
+            while batch := (yield from self._listing("next", keys)):
+                ids = _smallest([ids, [key.decode()[offset:-1] for key in batch]], after, wanted)
+            found, bad, _ = yield from self._load_many(ids)
+            records.extend(found)
+            damaged += bad
+            if len(ids) < wanted:
+                break
+            after = ids[-1]
+        return Page(records, "k" + records[-1].key if len(records) == limit else None, damaged)
+
+    def _page(self, start: tuple[int, str | None], limit: int) -> Steps[Request, Page]:
+        """Steps of a page from ``start``: a SCAN cursor, and the last id already listed of the
+        keys that SCAN step returns (a page can end within one step's keys)."""
+        scan, after = start
+        records: list[Record] = []
+        damaged = 0
+        while True:
+            following, found = yield from self._listing("scan", scan)
+            offset = len(self._sessions)
+            ids = sorted({key.decode()[offset:-1] for key in found})  # sorted: resumable
+            if after is not None:
+                ids, after = [i for i in ids if i > after], None
+            done = 0
+            while done < len(ids) and len(records) < limit:
+                batch = ids[done : done + limit - len(records)]
+                listed, bad, _ = yield from self._load_many(batch)
+                records += listed
+                damaged += bad
+                done += len(batch)
+            if done < len(ids):
+                return Page(records, f"r{scan}:{ids[done - 1]}", damaged)
+            scan = int(following)
+            if scan == 0:
+                return Page(records, None, damaged)
+            if len(records) >= limit:
+                return Page(records, f"r{scan}", damaged)
+
+    @property
+    def _pattern(self) -> str:
+        return _glob_escape(self._sessions) + "*"
 
     # Sync API
 
@@ -365,39 +637,35 @@ class RedisStorage(Storage):
             local.closed, local.pid = False, os.getpid()
         return local
 
-    def _call(self, operation: str, deadline: Deadline, attempt: Callable[[float | None], T]) -> T:
-        """Run ``attempt`` until it succeeds, retrying connection errors and timeouts with
-        backoff, at most ``RETRIES`` times and never past ``deadline``; then the store is
-        unavailable. ``attempt`` gets None, or on a retry the seconds left."""
-        failures = 0
-        while True:
-            try:
-                return attempt(None if failures == 0 else deadline.remaining())
-            except self._refused as error:
-                raise self.unavailable(operation, error) from error
-            except self._retried as error:
-                failures += 1
-                wait = backoff(failures)
-                if failures > self.spec.retries or deadline.remaining() <= wait:
-                    raise self.unavailable(operation, error) from error
-                logger.debug("Redis %s: retry %d after %s", operation, failures, type(error))
-                time.sleep(wait)
+    def _drive(self, steps: Steps[Request, T]) -> T:
+        return drive(steps, self._perform)
 
-    def _send(
-        self, operation: str, deadline: Deadline, commands: list[tuple[Any, ...]]
-    ) -> list[Any]:
+    def _perform(self, request: Request) -> Any:
+        """Carry out one request of an operation's steps (see ``_attempts``)."""
+        kind, argument, deadline = request
+        if kind == "send":
+            return self._send(argument)
+        if kind == "resend":
+            return self._resend(argument, deadline.remaining())
+        if kind == "sleep":
+            return time.sleep(argument)
+        if kind == "next":
+            return list(itertools.islice(argument, BATCH))
+        client = self.client
+        if kind == "keys":
+            return client.scan_iter(match=argument, count=SCAN_COUNT)
+        if kind == "scan":
+            return client.scan(argument, match=self._pattern, count=SCAN_COUNT)
+        return client.script_load(argument)
+
+    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send commands in one round trip on this thread's connection; errors are results."""
-        return self._call(operation, deadline, lambda left: self._send_once(commands, left))
-
-    def _send_once(self, commands: list[tuple[Any, ...]], left: float | None) -> list[Any]:
         # redis-py's client layer is most of a command's cost in Python: the engine packs its
         # commands and reads the replies on the connection (public API) whenever it has one.
         local = self._thread()
         connection = local.connection
         if connection is None:  # Cluster, or a credential provider: the shared client
-            return self._client_send(self.client, commands)
-        if left is not None:
-            return self._send_bounded(commands, left)
+            return self._client_send(commands)
         try:
             if local.closed:  # connect() asks Sentinel where the master is now
                 connection.connect()
@@ -409,9 +677,11 @@ class RedisStorage(Storage):
             local.closed = True
             raise
 
-    def _send_bounded(self, commands: list[tuple[Any, ...]], left: float) -> list[Any]:
+    def _resend(self, commands: list[tuple[Any, ...]], left: float) -> list[Any]:
         """A retry: on a new connection of the pool's kind whose connect and read timeouts are
         what is left of the budget, closed after it (the thread's connection keeps its own)."""
+        if self._thread().connection is None:
+            return self._client_send(commands)
         pool = self.client.connection_pool
         kwargs = dict(pool.connection_kwargs)
         for name in ("socket_timeout", "socket_connect_timeout"):
@@ -425,13 +695,10 @@ class RedisStorage(Storage):
         finally:
             connection.disconnect()
 
-    def _client_send(self, client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    def _client_send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if len(commands) == 1:  # on Cluster a pipeline of one retries differently
-            try:
-                return [client.execute_command(*commands[0])]
-            except self._errors.ResponseError as error:
-                return self._answers([error])
-        return self._answers(self._pipeline(client, commands).execute(raise_on_error=False))
+            return [self.client.execute_command(*commands[0])]
+        return self._answers(self._pipeline(self.client, commands).execute(raise_on_error=False))
 
     @staticmethod
     def _pipeline(client: Any, commands: list[tuple[Any, ...]]) -> Any:
@@ -447,9 +714,6 @@ class RedisStorage(Storage):
                 raise result
         return results
 
-    def _script_load(self, source: str, left: float | None) -> Any:
-        return self.client.script_load(source)
-
     def _reply(self, connection: Any) -> Any:
         try:
             return connection.read_response()
@@ -457,62 +721,26 @@ class RedisStorage(Storage):
             return error
 
     def load(self, key: str) -> Record | None:
-        value = self._send("load", Deadline(self.timeout), [("GET", self.session_key(key))])[0]
-        return self._record(key, value, _now_ms())
-
-    def _drive(self, operation: str, steps: Steps[Request, T]) -> T:
-        """Carry out ``steps`` on this thread's connection, within one budget."""
-        deadline = Deadline(self.timeout)
-
-        def perform(request: Request) -> Any:
-            kind, argument = request
-            if kind == "send":
-                return self._send(operation, deadline, argument)
-            return self._call(operation, deadline, partial(self._script_load, argument))
-
-        return drive(steps, perform)
+        return self._record(key, self._drive(self._get(key))[0], _now_ms())
 
     def create(self, record: Record) -> Version | None:
-        return self._drive("create", self._save_steps(record, None))
+        return self._drive(self._save(record, None))
 
     def update(self, record: Record, loaded: Record) -> Version | None:
-        return self._drive("update", self._save_steps(record, loaded))
+        return self._drive(self._save(record, loaded))
+
+    def touch(self, record: Record, loaded: Record) -> Version | None:
+        return self._drive(self._touch(record, loaded))
 
     def delete(self, key: str) -> None:
-        result = self._send("delete", Deadline(self.timeout), [("DEL", self.session_key(key))])
-        if isinstance(result[0], Exception):
-            raise result[0]
-
-    def _load_many(self, ids: Sequence[str]) -> tuple[list[Record], int]:
-        """The live records of ``ids``, and how many of them were damaged."""
-        records, damaged = [], 0
-        for start in range(0, len(ids), BATCH):
-            batch = ids[start : start + BATCH]
-            pipe = self.client.pipeline(transaction=False)
-            for key in batch:
-                pipe.execute_command("GET", self.session_key(key))
-            now = _now_ms()
-            found, bad = self._listed(batch, pipe.execute(raise_on_error=False), now)
-            records += found
-            damaged += bad
-        return records, damaged
+        self._drive(self._delete_steps(key))
 
     def clear_expired(self) -> int:
         """Data keys expire by themselves: prune the user indexes, and count what was pruned."""
-        pruned = 0
-        keys = self.client.scan_iter(match=_glob_escape(self._users) + "*", count=SCAN_COUNT)
-        for batch in _batches(keys):
-            pipe = self.client.pipeline(transaction=False)
-            now = _now_ms()
-            for key in batch:
-                pipe.zremrangebyscore(key, "-inf", now)
-            pruned += sum(pipe.execute())
-        return pruned
+        return self._drive(self._clear_expired())
 
     def user_records(self, user_id: str) -> list[Record]:
-        ids = self.client.zrangebyscore(self.user_key(user_id), f"({_now_ms()}", "+inf")
-        records, _ = self._load_many(sorted(i.decode() for i in ids))
-        return [record for record in records if record.user_id == user_id]
+        return self._drive(self._user_records(user_id))
 
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
         """Records in SCAN order, the cursor carrying Redis' own: a page costs one page of work.
@@ -520,74 +748,18 @@ class RedisStorage(Storage):
         SCAN may return a key twice, so a session may show on two pages. On Cluster, SCAN is
         per node: there the pages keep key order, and each one scans every session key.
         """
-        if self.spec.mode == "cluster":
-            return self._ordered_page(_ordered_cursor(cursor), limit)
-        return drive(self._page(_scan_cursor(cursor), limit), self._perform_listing)
-
-    def _perform_listing(self, call: Call) -> Any:
-        if call.method == "scan":
-            return self.client.scan(*call.args, match=self._pattern, count=SCAN_COUNT)
-        return self._load_many(*call.args)
-
-    def _ordered_page(self, after: str | None, limit: int) -> Page:
-        records: list[Record] = []
-        damaged = 0
-        while len(records) < limit:
-            wanted = limit - len(records)
-            ids = _smallest(self._scan_ids(), after, wanted)
-            found, bad = self._load_many(ids)
-            records.extend(found)
-            damaged += bad
-            if len(ids) < wanted:
-                break
-            after = ids[-1]
-        return Page(records, "k" + records[-1].key if len(records) == limit else None, damaged)
-
-    def _page(self, start: tuple[int, str | None], limit: int) -> Steps[Call, Page]:
-        """Steps of a page from ``start``: a SCAN cursor, and the last id already listed of the
-        keys that SCAN step returns (a page can end within one step's keys)."""
-        scan, after = start
-        records: list[Record] = []
-        damaged = 0
-        while True:
-            following, found = yield Call("scan", (scan,))
-            offset = len(self._sessions)
-            ids = sorted({key.decode()[offset:-1] for key in found})  # sorted: resumable
-            if after is not None:
-                ids, after = [i for i in ids if i > after], None
-            done = 0
-            while done < len(ids) and len(records) < limit:
-                batch = ids[done : done + limit - len(records)]
-                listed, bad = yield Call("load_many", (batch,))
-                records += listed
-                damaged += bad
-                done += len(batch)
-            if done < len(ids):
-                return Page(records, f"r{scan}:{ids[done - 1]}", damaged)
-            scan = int(following)
-            if scan == 0:
-                return Page(records, None, damaged)
-            if len(records) >= limit:
-                return Page(records, f"r{scan}", damaged)
+        return self._drive(self._page_steps(cursor, limit))
 
     def records(self, batch_size: int = 500) -> Iterator[Record | None]:
         """Every live record, in SCAN order: one pass of SCAN, as the pages together make;
         None for each damaged value skipped."""
-        for ids in self._scan_ids():
-            for start in range(0, len(ids), batch_size):
-                found, damaged = self._load_many(ids[start : start + batch_size])
-                yield from found
-                yield from itertools.repeat(None, damaged)
-
-    @property
-    def _pattern(self) -> str:
-        return _glob_escape(self._sessions) + "*"
-
-    def _scan_ids(self) -> Iterable[list[str]]:
-        start = len(self._sessions)
+        offset = len(self._sessions)
         keys = self.client.scan_iter(match=self._pattern, count=SCAN_COUNT)
-        for batch in _batches(keys):
-            yield [key.decode()[start:-1] for key in batch]
+        while batch := list(itertools.islice(keys, batch_size)):
+            ids = [key.decode()[offset:-1] for key in batch]
+            found, damaged, _ = self._drive(self._load_many(ids))
+            yield from found
+            yield from itertools.repeat(None, damaged)
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -614,162 +786,61 @@ class RedisStorage(Storage):
         self._async_clients[loop] = (client, closer)
         return client
 
-    async def _acall(
-        self, operation: str, deadline: Deadline, attempt: Callable[[Any], Awaitable[T]]
-    ) -> T:
-        """``_call`` on the event loop: ``attempt`` gets the loop's client."""
-        failures = 0
-        while True:
-            try:
-                async with asyncio.timeout(deadline.remaining()):
-                    return await attempt(await self.aclient())
-            except self._refused as error:
-                raise self.unavailable(operation, error) from error
-            except (*self._retried, TimeoutError) as error:
-                failures += 1
-                wait = backoff(failures)
-                if failures > self.spec.retries or deadline.remaining() <= wait:
-                    raise self.unavailable(operation, error) from error
-                logger.debug("Redis %s: retry %d after %s", operation, failures, type(error))
-                await asyncio.sleep(wait)
+    async def _adrive(self, steps: Steps[Request, T]) -> T:
+        return await adrive(steps, self._aperform)
 
-    async def _asend(
-        self, operation: str, deadline: Deadline, commands: list[tuple[Any, ...]]
-    ) -> list[Any]:
-        """Send commands in one round trip; errors are results."""
-
-        async def attempt(client: Any) -> list[Any]:
-            if len(commands) == 1:
-                try:
-                    return [await client.execute_command(*commands[0])]
-                except self._errors.ResponseError as error:
-                    return self._answers([error])
-            pipe = self._pipeline(client, commands)
+    async def _aperform(self, request: Request) -> Any:
+        """``_perform`` on the event loop's client, each attempt bounded by what is left."""
+        kind, argument, deadline = request
+        if kind == "sleep":
+            return await asyncio.sleep(argument)
+        if kind == "next":
+            return await _next_batch(argument)
+        async with asyncio.timeout(deadline.remaining()):
+            client = await self.aclient()
+            if kind == "keys":
+                return client.scan_iter(match=argument, count=SCAN_COUNT)
+            if kind == "scan":
+                return await client.scan(argument, match=self._pattern, count=SCAN_COUNT)
+            if kind == "script_load":
+                return await client.script_load(argument)
+            if len(argument) == 1:
+                return [await client.execute_command(*argument[0])]
+            pipe = self._pipeline(client, argument)
             return self._answers(await pipe.execute(raise_on_error=False))
 
-        return await self._acall(operation, deadline, attempt)
-
     async def aload(self, key: str) -> Record | None:
-        command = [("GET", self.session_key(key))]
-        value = (await self._asend("load", Deadline(self.timeout), command))[0]
-        return self._record(key, value, _now_ms())
-
-    async def _adrive(self, operation: str, steps: Steps[Request, T]) -> T:
-        """``_drive`` on the event loop's client."""
-        deadline = Deadline(self.timeout)
-
-        async def perform(request: Request) -> Any:
-            kind, argument = request
-            if kind == "send":
-                return await self._asend(operation, deadline, argument)
-            return await self._acall(operation, deadline, partial(_ascript_load, argument))
-
-        return await adrive(steps, perform)
+        return self._record(key, (await self._adrive(self._get(key)))[0], _now_ms())
 
     async def acreate(self, record: Record) -> Version | None:
-        return await self._adrive("create", self._save_steps(record, None))
+        return await self._adrive(self._save(record, None))
 
     async def aupdate(self, record: Record, loaded: Record) -> Version | None:
-        return await self._adrive("update", self._save_steps(record, loaded))
+        return await self._adrive(self._save(record, loaded))
+
+    async def atouch(self, record: Record, loaded: Record) -> Version | None:
+        return await self._adrive(self._touch(record, loaded))
 
     async def adelete(self, key: str) -> None:
-        command = [("DEL", self.session_key(key))]
-        result = await self._asend("delete", Deadline(self.timeout), command)
-        if isinstance(result[0], Exception):
-            raise result[0]
-
-    async def _aload_many(self, ids: Sequence[str]) -> tuple[list[Record], int]:
-        client = await self.aclient()
-        records, damaged = [], 0
-        for start in range(0, len(ids), BATCH):
-            batch = ids[start : start + BATCH]
-            pipe = client.pipeline(transaction=False)
-            for key in batch:
-                pipe.execute_command("GET", self.session_key(key))
-            now = _now_ms()
-            found, bad = self._listed(batch, await pipe.execute(raise_on_error=False), now)
-            records += found
-            damaged += bad
-        return records, damaged
+        await self._adrive(self._delete_steps(key))
 
     async def aclear_expired(self) -> int:
-        client = await self.aclient()
-        pruned = 0
-        batch: list[Any] = []
-        keys = client.scan_iter(match=_glob_escape(self._users) + "*", count=SCAN_COUNT)
-        async for key in keys:
-            batch.append(key)
-            if len(batch) >= BATCH:
-                pruned += await self._aprune(client, batch)
-                batch = []
-        if batch:
-            pruned += await self._aprune(client, batch)
-        return pruned
-
-    @staticmethod
-    async def _aprune(client: Any, keys: list[Any]) -> int:
-        pipe = client.pipeline(transaction=False)
-        now = _now_ms()
-        for key in keys:
-            pipe.zremrangebyscore(key, "-inf", now)
-        return sum(await pipe.execute())
+        return await self._adrive(self._clear_expired())
 
     async def auser_records(self, user_id: str) -> list[Record]:
-        client = await self.aclient()
-        ids = await client.zrangebyscore(self.user_key(user_id), f"({_now_ms()}", "+inf")
-        records, _ = await self._aload_many(sorted(i.decode() for i in ids))
-        return [record for record in records if record.user_id == user_id]
+        return await self._adrive(self._user_records(user_id))
 
     async def apage(self, cursor: str | None = None, limit: int = 100) -> Page:
-        if self.spec.mode == "cluster":
-            return await self._aordered_page(_ordered_cursor(cursor), limit)
-        return await adrive(self._page(_scan_cursor(cursor), limit), self._aperform_listing)
-
-    async def _aperform_listing(self, call: Call) -> Any:
-        if call.method == "scan":
-            client = await self.aclient()
-            return await client.scan(*call.args, match=self._pattern, count=SCAN_COUNT)
-        return await self._aload_many(*call.args)
-
-    async def _aordered_page(self, after: str | None, limit: int) -> Page:
-        records: list[Record] = []
-        damaged = 0
-        while len(records) < limit:
-            wanted = limit - len(records)
-            ids: list[str] = []
-            async for batch in self._ascan_ids():
-                ids = _smallest([ids, batch], after, wanted)
-            found, bad = await self._aload_many(ids)
-            records.extend(found)
-            damaged += bad
-            if len(ids) < wanted:
-                break
-            after = ids[-1]
-        return Page(records, "k" + records[-1].key if len(records) == limit else None, damaged)
-
-    async def _ascan_ids(self) -> AsyncIterator[list[str]]:
-        client = await self.aclient()
-        start = len(self._sessions)
-        batch: list[str] = []
-        pattern = _glob_escape(self._sessions) + "*"
-        async for key in client.scan_iter(match=pattern, count=SCAN_COUNT):
-            batch.append(key.decode()[start:-1])
-            if len(batch) >= BATCH:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        return await self._adrive(self._page_steps(cursor, limit))
 
 
-def _batches(items: Iterable[Any], size: int = BATCH) -> Iterable[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+async def _next_batch(keys: AsyncIterator[Any]) -> list[Any]:
+    batch = []
+    async for key in keys:
+        batch.append(key)
+        if len(batch) >= BATCH:
+            break
+    return batch
 
 
 _SCAN_CURSOR = re.compile(r"r([1-9][0-9]{0,19})|r(0|[1-9][0-9]{0,19}):(.+)", re.ASCII)
@@ -804,10 +875,6 @@ def _smallest(batches: Iterable[list[str]], after: str | None, count: int) -> li
         fresh = batch if after is None else [i for i in batch if i > after]
         best = heapq.nsmallest(count, set(best).union(fresh))  # SCAN may repeat a key
     return best
-
-
-async def _ascript_load(source: str, client: Any) -> Any:
-    return await client.script_load(source)
 
 
 async def _close_on_shutdown(client: Any) -> AsyncIterator[None]:
