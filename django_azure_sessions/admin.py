@@ -496,8 +496,9 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         else:
             chart = Chart.of(
                 _bucket_counts(read, now),
-                f"Only the {_sessions(len(read))} read for this page: the {storage.engine} "
-                "store cannot count its sessions without reading every one.",
+                f"Only the {_sessions(len(read))} read for this page: the "
+                f"{storage.engine.capitalize()} store cannot count its sessions without reading "
+                "every one.",
             )
         owners = [self._owner(users.user_id(user), user) for user in found]
         if user_id and not owners:
