@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import struct
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -59,6 +60,11 @@ from .redis_connection import (
     spec_from_settings,
 )
 from .redis_wire import pack
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # redis-py depends on async-timeout before Python 3.11.3
+    from async_timeout import timeout as _timeout
 
 __all__ = ["RedisStorage", "SessionStore", "entra_id_credential_provider"]
 
@@ -238,13 +244,15 @@ class RedisStorage(Storage):
         self._noscript = errors.NoScriptError
         # BusyLoadingError (a server loading its data) is a ConnectionError: retried too. So are
         # a cluster with no reachable node (RedisClusterException), CLUSTERDOWN, and the end of
-        # an async attempt's asyncio.timeout() (the builtin TimeoutError).
+        # an async attempt's timeout (the builtin TimeoutError; before Python 3.11,
+        # asyncio.TimeoutError, which async-timeout raises).
         self._retried = (
             errors.ConnectionError,
             errors.TimeoutError,
             errors.ClusterError,
             errors.RedisClusterException,
             TimeoutError,
+            asyncio.TimeoutError,
         )
         self._refused = errors.AuthenticationError  # misconfiguration: retrying cannot help
 
@@ -796,7 +804,7 @@ class RedisStorage(Storage):
             return await asyncio.sleep(argument)
         if kind == "next":
             return await _next_batch(argument)
-        async with asyncio.timeout(deadline.remaining()):
+        async with _timeout(deadline.remaining()):
             client = await self.aclient()
             if kind == "keys":
                 return client.scan_iter(match=argument, count=SCAN_COUNT)
