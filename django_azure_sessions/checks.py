@@ -174,8 +174,8 @@ def _check_activity(config: dict[str, Any]) -> list[CheckMessage]:
             )
         )
         track = TOP_LEVEL_DEFAULTS["TRACK"]
-    elif not set(track) <= TRACK_CHOICES:
-        unknown = ", ".join(sorted(map(str, set(track) - TRACK_CHOICES)))
+    elif unknown_items := [i for i in track if not (isinstance(i, str) and i in TRACK_CHOICES)]:
+        unknown = ", ".join(sorted(map(repr, unknown_items)))
         errors.append(
             _error(
                 "E061",
