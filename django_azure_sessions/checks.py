@@ -140,7 +140,7 @@ def check_settings(
             _error(
                 "E071",
                 f"{SETTING_NAME}['BASE_TEMPLATE'] must be a template name.",
-                "The layout that the \"Where you are signed in\" page extends, like "
+                'The layout that the "Where you are signed in" page extends, like '
                 '"base.html"; it fills its blocks title and content. The default is the '
                 'package\'s own, "django_azure_sessions/base.html".',
             )

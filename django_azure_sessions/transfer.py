@@ -35,7 +35,9 @@ class Counts:
 
 
 #: The engines of this package by their short names, as the commands accept them.
-SHORT_NAMES = {name: f"django_azure_sessions.backends.{name}" for name in ("sql", "redis", "table")}
+SHORT_NAMES = {
+    name: f"django_azure_sessions.backends.{name}" for name in ("sql", "redis", "table")
+}
 
 
 def engine_module(engine: str) -> str:
