@@ -185,8 +185,8 @@ def _check_activity(config: dict[str, Any]) -> list[CheckMessage]:
             )
         )
         track = TOP_LEVEL_DEFAULTS["TRACK"]
-    elif not set(track) <= TRACK_CHOICES:
-        unknown = ", ".join(sorted(map(str, set(track) - TRACK_CHOICES)))
+    elif unknown_items := [i for i in track if not (isinstance(i, str) and i in TRACK_CHOICES)]:
+        unknown = ", ".join(sorted({str(item) for item in unknown_items}))  # a list is an item too
         errors.append(
             _error(
                 "E061",

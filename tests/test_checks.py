@@ -87,6 +87,7 @@ def test_an_idle_timeout_needs_the_packages_middleware() -> None:
         ({"TRACK": "ip"}, "E060"),
         ({"TRACK": None}, "E060"),
         ({"TRACK": {"ip", "location"}}, "E061"),
+        ({"TRACK": ("ip", ["user_agent"])}, "E061"),
         ({"IP_PREFIX": 24}, "E062"),
         ({"IP_PREFIX": (33, 48)}, "E062"),
         ({"IP_PREFIX": (24, 129)}, "E062"),
