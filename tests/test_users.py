@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client, override_settings
 from django.utils import timezone
 
+from django_azure_sessions.core import activity
 from django_azure_sessions.signals import session_revoked
 from django_azure_sessions.users import (
     asign_out,
@@ -207,6 +208,28 @@ def test_the_page_shows_no_key_with_hash_keys_off(engine: str, settings: Any) ->
     assert laptop.post(f"{PAGE}sign-out/", {"session": phone_row.id}).status_code == 302
     assert not is_signed_in(phone)
     assert is_signed_in(laptop)
+
+
+def test_the_page_shows_the_address_and_place_when_they_are_known(
+    engine: str, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.AZURE_SESSIONS = {**settings.AZURE_SESSIONS, "TRACK": {"user_agent", "ip"}}
+    monkeypatch.setattr(activity, "locate", lambda address: address and f"Lyon ({address})")
+    kit = User.objects.create_user("kit")
+    laptop = signed_in(kit, FIREFOX)  # from REMOTE_ADDR 127.0.0.1: the network 127.0.0.0/24
+    [row] = laptop.get(PAGE).context["sessions"]
+    html = " ".join(laptop.get(PAGE).content.decode().split())
+    if engine in DEVICE_ENGINES:
+        assert (row.address, row.location) == ("127.0.0.0/24", "Lyon (127.0.0.0/24)")
+        assert "<dt>Near</dt><dd>Lyon (127.0.0.0/24)</dd>" in html
+        assert "<dt>Address</dt><dd>127.0.0.0/24</dd>" in html
+    else:
+        assert (row.address, row.location) == (None, None)
+        assert "<dt>Near</dt>" not in html
+    with override_settings(AZURE_SESSIONS={**settings.AZURE_SESSIONS, "TRACK": set()}):
+        untracked = signed_in(kit, FIREFOX)
+        [this] = [row for row in untracked.get(PAGE).context["sessions"] if row.current]
+    assert (this.device, this.address, this.location) == ("Unknown device", None, None)
 
 
 def test_times_are_humanised() -> None:
