@@ -2,8 +2,8 @@
 
 The one place that registers them. Ids: E001-E009 top level (here), E010-E019 SQL, E020-E039
 REDIS, E040-E059 TABLE (in ``backends/<engine>_checks.py``), E060-E070 activity tracking and
-timeouts (here); warnings W0xx likewise. Each id
-is one problem, and README.md's "System checks" table lists every one.
+timeouts, E071 the user's sessions page (here); warnings W0xx likewise. Each id is one
+problem, and README.md's "System checks" table lists every one.
 """
 
 from __future__ import annotations
@@ -134,6 +134,17 @@ def check_settings(
             )
         )
     errors.extend(_check_activity(config))
+    base_template = config.get("BASE_TEMPLATE", TOP_LEVEL_DEFAULTS["BASE_TEMPLATE"])
+    if not isinstance(base_template, str) or not base_template.strip():
+        errors.append(
+            _error(
+                "E071",
+                f"{SETTING_NAME}['BASE_TEMPLATE'] must be a template name.",
+                'The layout that the "Where you are signed in" page extends, like '
+                '"base.html"; it fills its blocks title and content. The default is the '
+                'package\'s own, "django_azure_sessions/base.html".',
+            )
+        )
     for name in SECTIONS:
         section = config.get(name, {})
         not_a_dict, unknown_keys = SECTION_SHAPE_IDS[name]

@@ -66,6 +66,8 @@ TOP_LEVEL_DEFAULTS: dict[str, Any] = {
     "IDLE_TIMEOUT": None,
     "ABSOLUTE_TIMEOUT": None,
     "MAX_SESSIONS_PER_USER": None,
+    # The layout that "Where you are signed in" (views.py) extends
+    "BASE_TEMPLATE": "django_azure_sessions/base.html",
 }
 ON_UNAVAILABLE_CHOICES = ("raise", "degrade")
 TRACK_CHOICES = frozenset({"user_agent", "ip", "last_activity"})
@@ -182,6 +184,12 @@ class Settings:
     def MAX_SESSIONS_PER_USER(self) -> int | None:
         value = self._get("MAX_SESSIONS_PER_USER")
         return None if value is None else int(value)
+
+    @property
+    def BASE_TEMPLATE(self) -> str:
+        """The template the user's sessions page extends: it fills the blocks ``title`` and
+        ``content``."""
+        return str(self._get("BASE_TEMPLATE"))
 
     def _section(self, name: str) -> Any:
         value = self.raw.get(name) or {}

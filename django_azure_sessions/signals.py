@@ -10,6 +10,8 @@
   - ``"admin"``: revoked in the admin;
   - ``"sign_out_everywhere"``: by ``users.sign_out_everywhere()`` (the "sign out of all other
     sessions" button included);
+  - ``"sign_out"``: one session, by ``users.sign_out()`` (a "Sign out" button of the "Where
+    you are signed in" page included);
   - ``"cap"``: a sign-in went past ``AZURE_SESSIONS["MAX_SESSIONS_PER_USER"]``, and these
     were the user's least recently active sessions;
   - ``"idle"``: a request came after ``IDLE_TIMEOUT`` without activity;

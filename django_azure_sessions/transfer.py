@@ -34,10 +34,21 @@ class Counts:
     skipped: int = 0  # expired, or a key or data that no engine would accept
 
 
+#: The engines of this package by their short names, as the commands accept them.
+SHORT_NAMES = {
+    name: f"django_azure_sessions.backends.{name}" for name in ("sql", "redis", "table")
+}
+
+
+def engine_module(engine: str) -> str:
+    """The module of the engine ``engine`` names: a module path, or a short name ("redis")."""
+    return SHORT_NAMES.get(engine.strip().lower(), engine)
+
+
 def session_store(engine: str) -> type[Any]:
-    """The ``SessionStore`` class of the engine module ``engine``."""
+    """The ``SessionStore`` class of the engine ``engine`` (see ``engine_module()``)."""
     try:
-        return import_module(engine).SessionStore  # type: ignore[no-any-return]
+        return import_module(engine_module(engine)).SessionStore  # type: ignore[no-any-return]
     except (ImportError, AttributeError) as exc:
         raise ImproperlyConfigured(f"{engine!r} is not a session engine: {exc}") from exc
 

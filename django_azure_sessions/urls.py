@@ -8,5 +8,6 @@ app_name = "django_azure_sessions"
 
 urlpatterns = [
     path("", views.sessions, name="sessions"),
+    path("sign-out/", views.sign_out_one, name="sign_out"),
     path("sign-out-others/", views.sign_out_others, name="sign_out_others"),
 ]

@@ -8,7 +8,9 @@ index every engine keeps::
     def change_password_done(request):
         sign_out_everywhere(request.user, keep=request.session)  # other devices, not this one
 
-``auser_sessions()`` and ``asign_out_everywhere()`` are the same for async views.
+``sign_out()`` ends one of the user's sessions, by its stored id (``Record.key``).
+``auser_sessions()``, ``asign_out_everywhere()`` and ``asign_out()`` are the same for async
+views.
 """
 
 from __future__ import annotations
@@ -54,6 +56,22 @@ def sign_out_everywhere(user: Any, *, keep: SessionBase | None = None) -> int:
     return len(revoke(_storage(), user_id(user), keep=kept, reason="sign_out_everywhere"))
 
 
+def sign_out(user: Any, stored: str) -> Record | None:
+    """Delete the session of ``user`` stored as ``stored``, and return it; None (nothing
+    deleted) when ``user`` has no live session stored so."""
+    storage = _storage()
+    owner = user_id(user)
+    record = _own(storage.user_records(owner), stored)
+    if record is not None:
+        storage.delete(record.key)
+        revoked_signal(storage, owner, [record.key], "sign_out")
+    return record
+
+
+def _own(records: list[Record], stored: str) -> Record | None:
+    return next((record for record in records if record.key == stored), None)
+
+
 def revoke(storage: Storage, owner: str, *, keep: str | None = None, reason: str) -> list[str]:
     """Delete the sessions of the user whose id is ``owner`` but the one stored as ``keep``;
     return the stored ids of those deleted (``session_revoked`` is sent with ``reason``)."""
@@ -87,6 +105,16 @@ async def asign_out_everywhere(user: Any, *, keep: SessionBase | None = None) ->
         await storage.adelete(key)
     revoked_signal(storage, owner, revoked, "sign_out_everywhere")
     return len(revoked)
+
+
+async def asign_out(user: Any, stored: str) -> Record | None:
+    storage = _storage()
+    owner = user_id(user)
+    record = _own(await storage.auser_records(owner), stored)
+    if record is not None:
+        await storage.adelete(record.key)
+        revoked_signal(storage, owner, [record.key], "sign_out")
+    return record
 
 
 def limit_sessions(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:

@@ -1,10 +1,17 @@
 # Shared by scripts/test and scripts/demo (sourced, not run): install what a fresh clone lacks.
 #
-#   das_install     .venv with the project (editable, every extra) and the test and lint
-#                   groups; node_modules from package.json when there is one; the C library
-#                   mysqlclient compiles against; Django's own session tests for the Django
-#                   in .venv (das_install_django_tests). Each part is skipped when its inputs
-#                   have not changed since it last succeeded (DAS_REINSTALL=1 forces it).
+#   das_install       everything scripts/test needs: Debian's libmariadb-dev (mysqlclient
+#                     compiles against it), chromium and chromium-driver (the browser tests);
+#                     .venv with the project (editable, every extra), the test, lint and bench
+#                     groups and tox; node_modules from package.json (Azurite); Django's own
+#                     session tests for the Django in .venv (das_install_django_tests).
+#   das_install_demo  only what scripts/demo needs: .venv with the project and every extra,
+#                     plus the driver of DAS_DATABASE_URL's database (psycopg, or mysqlclient
+#                     and libmariadb-dev); node_modules only for DAS_ENGINE=table without
+#                     DAS_TABLE_CONNECTION_STRING (Azurite).
+#
+# Each part is skipped when its inputs have not changed since it last succeeded
+# (DAS_REINSTALL=1 forces it); what das_install installed covers the demo too.
 #
 # Environment: DAS_PYTHON (default python3) builds .venv.
 
@@ -33,16 +40,37 @@ das_as_root() {
     fi
 }
 
-# mysqlclient has no wheel: it compiles against MariaDB's C library, found through pkg-config.
-das_install_system_packages() {
-    if command -v pkg-config >/dev/null && pkg-config --exists libmariadb; then
-        return
-    fi
-    das_say "Installing libmariadb-dev and pkg-config (Debian) for mysqlclient"
+# Install the Debian packages of those named that are missing.
+das_apt_install() {
+    local missing=() package
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$package")
+    done
+    ((${#missing[@]})) || return 0
+    das_say "Installing ${missing[*]} (Debian)"
     export DEBIAN_FRONTEND=noninteractive
-    das_as_root apt-get install -y -q libmariadb-dev pkg-config \
-        || { das_as_root apt-get update -q && das_as_root apt-get install -y -q libmariadb-dev pkg-config; } \
-        || das_die "could not install libmariadb-dev with apt-get"
+    das_as_root apt-get install -y -q "${missing[@]}" \
+        || { das_as_root apt-get update -q && das_as_root apt-get install -y -q "${missing[@]}"; } \
+        || das_die "could not install ${missing[*]} with apt-get"
+}
+
+# mysqlclient has no wheel: it compiles against MariaDB's C library, found through pkg-config.
+das_mariadb_packages() {
+    if ! command -v pkg-config >/dev/null || ! pkg-config --exists libmariadb; then
+        echo libmariadb-dev pkg-config
+    fi
+}
+
+# The browser tests drive Debian's Chromium through its chromedriver (never a downloaded one).
+das_browser_packages() {
+    [[ -x /usr/bin/chromium ]] || echo chromium
+    [[ -x /usr/bin/chromedriver ]] || echo chromium-driver
+}
+
+das_install_system_packages() {
+    # shellcheck disable=SC2046  # one word per package
+    das_apt_install $(das_mariadb_packages) $(das_browser_packages)
 }
 
 # The names of pyproject.toml's [project.optional-dependencies], comma-separated.
@@ -57,18 +85,46 @@ das_extras() {
     ' "$DAS_ROOT/pyproject.toml"
 }
 
-das_install_python() {
-    local python=${DAS_PYTHON:-python3} stamp="$DAS_VENV/.das-installed" fingerprint extras
+# The requirement for PACKAGE in pyproject.toml (its test group pins the database drivers).
+das_requirement() {
+    grep -oE "\"$1(\\[[a-z,]+\\])?[<>=!~][^\"]*\"" "$DAS_ROOT/pyproject.toml" | head -n1 | tr -d '"'
+}
+
+# The database driver the demo needs for DAS_DATABASE_URL (SQLite needs none).
+das_demo_driver() {
+    local url=${DAS_DATABASE_URL:-}
+    case ${url%%:*} in
+        postgres | postgresql) das_requirement psycopg ;;
+        mysql | mariadb) das_requirement mysqlclient ;;
+    esac
+}
+
+# A stamp's content: what an install of MODE ("test" or "demo") was made from.
+das_python_fingerprint() {
+    local python=${DAS_PYTHON:-python3}
+    printf '%s %s %s' "$1" "$("$python" --version 2>&1)" \
+        "$(das_fingerprint "$DAS_ROOT/pyproject.toml" "${BASH_SOURCE[0]}")"
+}
+
+das_stamp_fresh() {  # MODE [extra]
+    local stamp="$DAS_VENV/.das-installed-$1"
+    [[ -x $DAS_VENV/bin/python && -f $stamp && -z ${DAS_REINSTALL:-} ]] \
+        && [[ $(<"$stamp") == "$(das_python_fingerprint "$1") ${2:-}" ]]
+}
+
+das_venv() {
+    local python=${DAS_PYTHON:-python3}
     command -v "$python" >/dev/null || das_die "$python not found (set DAS_PYTHON)"
-    fingerprint="$("$python" --version 2>&1) $(das_fingerprint "$DAS_ROOT/pyproject.toml" "${BASH_SOURCE[0]}")"
-    if [[ -x $DAS_VENV/bin/python && -f $stamp && $(<"$stamp") == "$fingerprint" && -z ${DAS_REINSTALL:-} ]]; then
-        return
-    fi
-    das_install_system_packages
     if [[ ! -x $DAS_VENV/bin/python ]]; then
         das_say "Creating $DAS_VENV with $("$python" --version 2>&1)"
         "$python" -m venv "$DAS_VENV" || das_die "could not create $DAS_VENV"
     fi
+}
+
+das_install_python() {
+    local stamp="$DAS_VENV/.das-installed-test" extras
+    das_stamp_fresh test && return
+    das_venv
     rm -f "$stamp"
     das_say "Installing Python packages into .venv"
     # pip >= 25.1 reads pyproject.toml's [dependency-groups] (--group).
@@ -81,7 +137,28 @@ das_install_python() {
         --group "$DAS_ROOT/pyproject.toml:bench" \
         "tox>=4.22" \
         || das_die "pip install failed"
-    printf '%s' "$fingerprint" >"$stamp"
+    printf '%s ' "$(das_python_fingerprint test)" >"$stamp"
+}
+
+das_install_demo_python() {
+    local stamp="$DAS_VENV/.das-installed-demo" driver extras
+    driver=$(das_demo_driver)
+    # The test install has every driver the demo can use.
+    das_stamp_fresh test && return
+    das_stamp_fresh demo "$driver" && return
+    if [[ $driver == mysqlclient* ]]; then
+        # shellcheck disable=SC2046  # one word per package
+        das_apt_install $(das_mariadb_packages)
+    fi
+    das_venv
+    rm -f "$stamp"
+    das_say "Installing the project into .venv${driver:+ (and $driver)}"
+    extras=$(das_extras)
+    # shellcheck disable=SC2086  # no driver: no word
+    "$DAS_VENV/bin/python" -m pip install -q --editable "$DAS_ROOT${extras:+[$extras]}" \
+        ${driver:+"$driver"} \
+        || das_die "pip install failed"
+    printf '%s %s' "$(das_python_fingerprint demo)" "$driver" >"$stamp"
 }
 
 das_install_node() {
@@ -144,8 +221,17 @@ das_install_django_tests() {
 }
 
 das_install() {
+    das_install_system_packages
     das_install_python
     das_install_node
     das_install_django_tests
+    export PATH="$DAS_VENV/bin:$DAS_ROOT/node_modules/.bin:$PATH"
+}
+
+das_install_demo() {
+    das_install_demo_python
+    if [[ ${DAS_ENGINE:-sql} == table && -z ${DAS_TABLE_CONNECTION_STRING:-} ]]; then
+        das_install_node
+    fi
     export PATH="$DAS_VENV/bin:$DAS_ROOT/node_modules/.bin:$PATH"
 }

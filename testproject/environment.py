@@ -40,20 +40,26 @@ DATABASE_ENGINES = {
 
 
 def session_settings(env: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
-    """``SESSION_ENGINE`` and ``AZURE_SESSIONS`` for the engine ``env`` asks for."""
+    """``SESSION_ENGINE``, and ``AZURE_SESSIONS`` with every engine's store configured.
+
+    Only ``DAS_ENGINE``'s store serves the site; the others are there for the commands that
+    name an engine, such as ``migratesessions --from sql --to redis``. A store nobody uses is
+    never connected to.
+    """
     engine = _engine(env)
-    config: dict[str, Any] = {"KEY_PREFIX": env.get("DAS_KEY_PREFIX", "demo:")}
-    if engine in DJANGO_ENGINES:
-        return DJANGO_ENGINES[engine], config
-    if engine == "sql":
-        config["SQL"] = {"DATABASE": "default"}
-    elif engine == "redis":
-        config["REDIS"] = {"URL": env.get("DAS_REDIS_URL", DEFAULT_REDIS_URL)}
-    else:
-        config["TABLE"] = {
+    config: dict[str, Any] = {
+        "KEY_PREFIX": env.get("DAS_KEY_PREFIX", "demo:"),
+        # "Where you are signed in" inside the demo's own layout
+        "BASE_TEMPLATE": "demo/base.html",
+        "SQL": {"DATABASE": "default"},
+        "REDIS": {"URL": env.get("DAS_REDIS_URL", DEFAULT_REDIS_URL)},
+        "TABLE": {
             "CONNECTION_STRING": env.get("DAS_TABLE_CONNECTION_STRING", AZURITE_CONNECTION_STRING),
             "TABLE_NAME": env.get("DAS_TABLE_NAME", "demosessions"),
-        }
+        },
+    }
+    if engine in DJANGO_ENGINES:
+        return DJANGO_ENGINES[engine], config
     return f"django_azure_sessions.backends.{engine}", config
 
 

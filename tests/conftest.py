@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 
 pytest_plugins = [
+    "tests.fixtures.browser",
     "tests.fixtures.engines",
     "tests.fixtures.proxy",
     "tests.fixtures.redis",

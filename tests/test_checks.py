@@ -87,6 +87,7 @@ def test_an_idle_timeout_needs_the_packages_middleware() -> None:
         ({"TRACK": "ip"}, "E060"),
         ({"TRACK": None}, "E060"),
         ({"TRACK": {"ip", "location"}}, "E061"),
+        ({"TRACK": ("ip", ["user_agent"])}, "E061"),
         ({"IP_PREFIX": 24}, "E062"),
         ({"IP_PREFIX": (33, 48)}, "E062"),
         ({"IP_PREFIX": (24, 129)}, "E062"),
@@ -102,6 +103,9 @@ def test_an_idle_timeout_needs_the_packages_middleware() -> None:
         ({"MAX_SESSIONS_PER_USER": 2.5}, "E067"),
         ({"IDLE_TIMEOUT": 600, "ACTIVITY_INTERVAL": 601}, "E068"),
         ({"IDLE_TIMEOUT": 600, "TRACK": {"user_agent"}}, "E069"),
+        ({"BASE_TEMPLATE": ""}, "E071"),
+        ({"BASE_TEMPLATE": None}, "E071"),
+        ({"BASE_TEMPLATE": ["base.html"]}, "E071"),
     ],
 )
 def test_each_mistake_has_its_error(azure_sessions: Any, expected: str) -> None:
@@ -357,7 +361,7 @@ def test_a_key_written_with_a_space_is_refused_though_the_sdk_would_ignore_it() 
 PACKAGE = Path(django_azure_sessions.__file__).parent
 CHECK_ID = re.compile(r"(?:django_azure_sessions\.)?([EW]0\d\d)")
 RANGES = {
-    "checks.py": [*range(1, 10), *range(60, 71)],
+    "checks.py": [*range(1, 10), *range(60, 72)],
     "backends/sql_checks.py": range(10, 20),
     "backends/redis_checks.py": range(20, 40),
     "backends/table_checks.py": range(40, 60),

@@ -227,6 +227,17 @@ def test_an_expired_copy_in_the_target_is_replaced(stores: str) -> None:
     assert store(SQL)(session.session_key)["fresh"] is True
 
 
+def test_engines_of_this_package_go_by_their_short_names(stores: str) -> None:
+    key = saved(SQL, theme="dark")
+    with override_settings(SESSION_ENGINE=TABLE):
+        assert "Copied 1 sessions from " + SQL + " to " + REDIS in run(
+            "migratesessions", "--from", "sql", "--to", "Redis"
+        )
+    assert store(REDIS)(key)["theme"] == "dark"
+    with pytest.raises(CommandError, match="same engine"):
+        run("migratesessions", "--from", "redis", "--to", REDIS)
+
+
 def test_a_wrong_engine_for_clearsessions_is_a_command_error() -> None:
     with pytest.raises(CommandError, match="is not a session engine"):
         run("clearsessions", "--engine", "no.such.engine")

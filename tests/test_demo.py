@@ -7,10 +7,13 @@ import os
 import sqlite3
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.sql import emit_post_migrate_signal
@@ -27,6 +30,7 @@ from testproject.environment import (
     session_settings,
 )
 from tests.fixtures.demo import demo_site as demo_site_for
+from tests.fixtures.redis import delete_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "demo-test:"
@@ -107,6 +111,24 @@ def test_session_page_shows_engine_and_data_but_no_key_or_secret(demo_client: Cl
     assert f"<code>{hashlib.sha256(key.encode()).hexdigest()[:16]}…</code>" in page
 
 
+def test_every_page_says_the_demo_user_is_the_admin(demo_client: Client) -> None:
+    for url in ("/", "/session/", "/login/"):
+        page = " ".join(demo_client.get(url).content.decode().split())
+        assert (
+            f"The demo user, <code>{DEMO_USERNAME}</code> (password <code>{DEMO_PASSWORD}</code>),"
+            " is also the site's admin"
+        ) in page
+
+
+def test_where_you_are_signed_in_is_inside_the_demos_layout(demo_client: Client) -> None:
+    demo_client.post("/login/", {"username": DEMO_USERNAME, "password": DEMO_PASSWORD})
+    page = demo_client.get("/account/sessions/").content.decode()
+    assert "<title>Where you are signed in · django-azure-sessions demo</title>" in page
+    assert '<a href="/session/">Session</a>' in page  # the demo's navigation
+    assert "Back to the site" not in page  # not the package's own layout
+    assert page.count("This device") == 1
+
+
 def test_the_store_keeps_a_hash_of_the_cookie_not_the_cookie(demo_client: Client) -> None:
     demo_client.post("/cart/add/mug/")
     key = cookie(demo_client)
@@ -149,14 +171,20 @@ def test_post_migrate_creates_the_demo_user_once(demo_site: None, db: None) -> N
     assert user.is_staff
 
 
-def test_environment_picks_the_engine_and_store() -> None:
-    assert session_settings({}) == (
-        SQL_ENGINE,
-        {"KEY_PREFIX": "demo:", "SQL": {"DATABASE": "default"}},
-    )
+def test_environment_picks_the_engine_and_configures_every_store() -> None:
+    engine, config = session_settings({})
+    assert engine == SQL_ENGINE
+    assert config == {
+        "KEY_PREFIX": "demo:",
+        "BASE_TEMPLATE": "demo/base.html",
+        "SQL": {"DATABASE": "default"},
+        "REDIS": {"URL": "redis://127.0.0.1:6379/0"},
+        "TABLE": {"CONNECTION_STRING": AZURITE_CONNECTION_STRING, "TABLE_NAME": "demosessions"},
+    }
     engine, config = session_settings({"DAS_ENGINE": "redis", "DAS_REDIS_URL": "redis://r:6380/2"})
     assert engine == "django_azure_sessions.backends.redis"
     assert config["REDIS"] == {"URL": "redis://r:6380/2"}
+    assert config["SQL"] == {"DATABASE": "default"}  # for migratesessions --from sql
     engine, config = session_settings({"DAS_ENGINE": " Table "})
     assert engine == "django_azure_sessions.backends.table"
     assert config["TABLE"]["CONNECTION_STRING"] == AZURITE_CONNECTION_STRING
@@ -232,17 +260,32 @@ def test_store_description_leaves_credentials_out() -> None:
 
 @pytest.mark.slow
 def test_manage_py_migrates_and_checks_a_fresh_demo(tmp_path: Path) -> None:
-    """What ``scripts/demo`` runs before ``runserver``, on a new SQLite file."""
+    """What ``scripts/demo`` runs before ``runserver``, on a new SQLite file; then the README's
+    ``migratesessions --from sql --to redis``, which finds both stores configured."""
     database = tmp_path / "demo.sqlite3"
+    prefix = f"demo-{uuid.uuid4().hex[:8]}:"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "testproject.settings",
         "DAS_ENGINE": "sql",
         "DAS_DATABASE_URL": f"sqlite:///{database}",
+        "DAS_REDIS_URL": settings.REDIS_URL,
+        "DAS_KEY_PREFIX": prefix,
     }
-    manage = [sys.executable, str(ROOT / "testproject" / "manage.py")]
-    for command in (["migrate", "--noinput", "-v0"], ["check", "--fail-level", "WARNING"]):
-        subprocess.run([*manage, *command], env=env, check=True, timeout=120, cwd=tmp_path)
+
+    def manage(*command: str) -> str:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "testproject" / "manage.py"), *command],
+            env=env,
+            check=True,
+            timeout=120,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    manage("migrate", "--noinput", "-v0")
+    manage("check", "--fail-level", "WARNING")
     with sqlite3.connect(database) as connection:
         users = connection.execute(
             "SELECT is_superuser FROM auth_user WHERE username = ?", (DEMO_USERNAME,)
@@ -250,3 +293,16 @@ def test_manage_py_migrates_and_checks_a_fresh_demo(tmp_path: Path) -> None:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert users == [(1,)]
     assert "django_azure_sessions" in tables
+
+    create = "from django_azure_sessions.backends.sql import SessionStore; "
+    create += "s = SessionStore(); s['cart'] = {'mug': 1}; s.save(); print(s.session_key)"
+    key = manage("shell", "-c", create).split()[-1]  # Django 5.2 says what it imported first
+    try:
+        out = manage("migratesessions", "--from", "sql", "--to", "redis")
+        assert out.startswith("Copied 1 sessions from django_azure_sessions.backends.sql to ")
+        read = "from django_azure_sessions.backends.redis import SessionStore; "
+        read += f"print(SessionStore({key!r})['cart'])"
+        assert manage("shell", "-c", read).splitlines()[-1] == "{'mug': 1}"
+    finally:
+        with redis.Redis.from_url(settings.REDIS_URL) as client:
+            delete_prefix(client, prefix)

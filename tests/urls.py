@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.contrib.auth.views import LogoutView
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 
@@ -31,4 +32,5 @@ urlpatterns = [
     path("noop/", noop),
     path("status/", session_status),
     path("account/sessions/", include("django_azure_sessions.urls")),
+    path("logout/", LogoutView.as_view(), name="logout"),
 ]

@@ -4,7 +4,6 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import views
-from .apps import DEMO_PASSWORD, DEMO_USERNAME
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -17,10 +16,7 @@ urlpatterns = [
     path("load/<int:client>/", views.load_increment, name="load-increment"),
     path(
         "login/",
-        auth_views.LoginView.as_view(
-            template_name="demo/login.html",
-            extra_context={"demo_username": DEMO_USERNAME, "demo_password": DEMO_PASSWORD},
-        ),
+        auth_views.LoginView.as_view(template_name="demo/login.html"),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -26,7 +26,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--engine",
             default=None,
-            help="The session engine to clean, if not SESSION_ENGINE (e.g. after a move).",
+            help="The session engine to clean, if not SESSION_ENGINE (e.g. after a move): "
+            "sql, redis, table, or an engine's module path.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

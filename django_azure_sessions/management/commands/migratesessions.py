@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...transfer import copy, our_store, source_records
+from ...transfer import copy, engine_module, our_store, source_records
 
 
 class Command(BaseCommand):
@@ -29,14 +29,15 @@ class Command(BaseCommand):
             "--from",
             dest="source",
             required=True,
-            help="The engine to copy from: a django_azure_sessions engine, or "
-            "django.contrib.sessions.backends.db / cached_db.",
+            help="The engine to copy from: a django_azure_sessions engine (sql, redis, table, "
+            "or its module path), or django.contrib.sessions.backends.db / cached_db.",
         )
         parser.add_argument(
             "--to",
             dest="target",
             default=None,
-            help="The django_azure_sessions engine to copy into (default: SESSION_ENGINE).",
+            help="The django_azure_sessions engine to copy into: sql, redis, table or its "
+            "module path (default: SESSION_ENGINE).",
         )
         parser.add_argument(
             "--batch-size",
@@ -51,8 +52,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        source = options["source"]
-        target = options["target"] or settings.SESSION_ENGINE
+        source = engine_module(options["source"])
+        target = engine_module(options["target"] or settings.SESSION_ENGINE)
         if source == target:
             raise CommandError("--from and --to name the same engine.")
         if options["batch_size"] < 1:
