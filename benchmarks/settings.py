@@ -24,7 +24,7 @@ DATABASES = {
         "NAME": "test",
         "CONN_MAX_AGE": None,
         # Every contender's writes pay this machine's WAL flush unless it is turned off;
-        # `--durable` in benchmarks.run keeps it on (see README, Benchmarks).
+        # `--durable` in benchmarks.run keeps it on (see docs/benchmarks.md).
         "OPTIONS": {"options": f"-c synchronous_commit={SYNCHRONOUS_COMMIT}"},
         "TEST": {"NAME": "das_benchmarks"},
     },

@@ -3,7 +3,7 @@
 The one place that registers them. Ids: E001-E009 top level (here), E010-E019 SQL, E020-E039
 REDIS, E040-E059 TABLE (in ``backends/<engine>_checks.py``), E060-E070 activity tracking and
 timeouts, E071 the user's sessions page (here); warnings W0xx likewise. Each id is one
-problem, and README.md's "System checks" table lists every one.
+problem, and docs/checks.md lists every one.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def check_settings(
             errors.append(
                 Error(
                     f"{SETTING_NAME}[{name!r}] must be a dict.",
-                    hint="See the README.",
+                    hint="See the settings reference in README.md and docs/.",
                     id=not_a_dict,
                 )
             )

@@ -1,4 +1,4 @@
-"""The demo's store, chosen by environment variables (see ``scripts/demo`` and the README).
+"""The demo's store, chosen by environment variables (see ``scripts/demo`` and docs/demo.md).
 
 ``DAS_ENGINE`` is ``sql`` (the default), ``redis`` or ``table``; ``DAS_DATABASE_URL``,
 ``DAS_REDIS_URL`` and ``DAS_TABLE_CONNECTION_STRING`` point the engines at their stores.

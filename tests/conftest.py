@@ -45,6 +45,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(
             "The test suite runs against real services, and these are not reachable: "
             + ", ".join(down)
-            + ". Start them (see README, 'Running the tests') and run again.",
+            + ". Start them (see docs/testing.md) and run again.",
             returncode=3,
         )

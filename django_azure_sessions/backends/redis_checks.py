@@ -64,7 +64,7 @@ def check_redis(section: dict[str, Any]) -> list[CheckMessage]:
         spec = spec_from_settings(RedisSettings(**known))
     except ImproperlyConfigured as exc:
         # _check_types made sure there is somewhere to connect: what is left is the cache's.
-        return [_error("E024", f": {exc}", "See the README, 'Redis engine'.")]
+        return [_error("E024", f": {exc}", "See docs/redis.md, 'Settings'.")]
     try:
         spec.validate()
     except (TypeError, ValueError, import_redis().RedisError) as exc:
