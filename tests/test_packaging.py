@@ -5,7 +5,8 @@ git tracks or would track: no stale ``*.egg-info``, ``build/`` or ``.venv``), ``
 reads them as the package index would, and their contents are compared with the checkout.
 Then the wheel, with the ``redis`` and ``table`` extras, goes into a fresh venv (no system
 or checkout packages), and a minimal project outside the checkout runs ``django-admin
-check`` on each engine against it: what the package needs at run time must be in the wheel.
+check`` on each engine against it, then, on SQL and Redis, migrates, loads the package's
+templates and saves a session: what the package needs at run time must be in the wheel.
 
 The dependencies come from the package index (pip's cache makes it quick); Django is pinned
 to the version this suite runs on, so a tox env checks the wheel on its own Django.
