@@ -215,12 +215,15 @@ class SQLStorage(Storage):
             with connection.cursor() as cursor:
                 if self.watched:
                     watch = _watchdog.watch(connection.connection.fileno(), self.timeout)
-                cursor.execute(sql, params)
                 if fetch is None:
+                    cursor.execute(sql, params)
                     return cursor.rowcount
+                # SQLite's converters run as rows are read: on Python 3.10, whose sqlite3
+                # reads the first row within execute(), already there.
                 try:
+                    cursor.execute(sql, params)
                     return cursor.fetchone() if fetch == "one" else cursor.fetchall()
-                except (ValueError, TypeError, OverflowError) as exc:  # SQLite's converters
+                except (ValueError, TypeError, OverflowError) as exc:
                     raise DamagedRecord(f"{type(exc).__name__}: {exc}") from exc
         except (OperationalError, InterfaceError) as error:
             cut = watch is not None and watch.fired
