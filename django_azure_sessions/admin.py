@@ -56,6 +56,7 @@ from .core.activity import Device
 from .core.session import StoreSession
 from .core.storage import Record, Storage, utcnow
 from .models import Session
+from .signals import send_revoked
 from .transfer import session_store
 
 PAGE_SIZE = 100
@@ -629,7 +630,7 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             storage.delete(record.key)
             by_user.setdefault(record.user_id, []).append(record.key)
         for owner, stored_ids in by_user.items():
-            users.revoked_signal(storage, owner, stored_ids, "admin")
+            send_revoked(storage, owner, stored_ids, "admin")
         self._log_revoked(request, records, rows, how)
         return rows
 

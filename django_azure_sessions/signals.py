@@ -38,6 +38,39 @@ For example, to tell the user by e-mail::
 
 from __future__ import annotations
 
+from typing import Any
+
+from asgiref.sync import sync_to_async
 from django.dispatch import Signal
 
 session_revoked = Signal()
+
+
+def _arguments(
+    storage: Any, user_id: str | None, stored_ids: list[str], reason: str
+) -> dict[str, Any]:
+    return {
+        "sender": type(storage),
+        "user_id": user_id,
+        "stored_ids": stored_ids,
+        "reason": reason,
+    }
+
+
+def send_revoked(storage: Any, user_id: str | None, stored_ids: list[str], reason: str) -> None:
+    """Send ``session_revoked`` for the sessions ``storage`` ended (nothing if there are none)."""
+    if stored_ids:
+        session_revoked.send(**_arguments(storage, user_id, stored_ids, reason))
+
+
+async def asend_revoked(
+    storage: Any, user_id: str | None, stored_ids: list[str], reason: str
+) -> None:
+    """``send_revoked()`` from async code: async receivers are awaited, sync ones run in a
+    thread (Django >= 5.0's ``asend()``; before it, the whole ``send()`` runs in a thread)."""
+    if not stored_ids:
+        return
+    if hasattr(session_revoked, "asend"):
+        await session_revoked.asend(**_arguments(storage, user_id, stored_ids, reason))
+    else:
+        await sync_to_async(send_revoked)(storage, user_id, stored_ids, reason)

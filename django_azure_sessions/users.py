@@ -25,7 +25,7 @@ from .conf import app_settings
 from .core import keys
 from .core.session import StoreSession
 from .core.storage import Record, Storage
-from .signals import session_revoked
+from .signals import asend_revoked, send_revoked
 from .transfer import our_store
 
 
@@ -64,7 +64,7 @@ def sign_out(user: Any, stored: str) -> Record | None:
     record = _own(storage.user_records(owner), stored)
     if record is not None:
         storage.delete(record.key)
-        revoked_signal(storage, owner, [record.key], "sign_out")
+        send_revoked(storage, owner, [record.key], "sign_out")
     return record
 
 
@@ -78,17 +78,8 @@ def revoke(storage: Storage, owner: str, *, keep: str | None = None, reason: str
     revoked = [r.key for r in storage.user_records(owner) if r.key != keep]
     for key in revoked:
         storage.delete(key)
-    revoked_signal(storage, owner, revoked, reason)
+    send_revoked(storage, owner, revoked, reason)
     return revoked
-
-
-def revoked_signal(
-    storage: Storage, owner: str | None, stored_ids: list[str], reason: str
-) -> None:
-    if stored_ids:
-        session_revoked.send(
-            sender=type(storage), user_id=owner, stored_ids=stored_ids, reason=reason
-        )
 
 
 async def auser_sessions(user: Any) -> list[Record]:
@@ -103,7 +94,7 @@ async def asign_out_everywhere(user: Any, *, keep: SessionBase | None = None) ->
     revoked = [r.key for r in await storage.auser_records(owner) if r.key != kept]
     for key in revoked:
         await storage.adelete(key)
-    revoked_signal(storage, owner, revoked, "sign_out_everywhere")
+    await asend_revoked(storage, owner, revoked, "sign_out_everywhere")
     return len(revoked)
 
 
@@ -113,7 +104,7 @@ async def asign_out(user: Any, stored: str) -> Record | None:
     record = _own(await storage.auser_records(owner), stored)
     if record is not None:
         await storage.adelete(record.key)
-        revoked_signal(storage, owner, [record.key], "sign_out")
+        await asend_revoked(storage, owner, [record.key], "sign_out")
     return record
 
 
@@ -136,7 +127,7 @@ def limit_sessions(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     revoked = [record.key for record in others[cap - 1 :]]
     for key in revoked:
         storage.delete(key)
-    revoked_signal(storage, owner, revoked, "cap")
+    send_revoked(storage, owner, revoked, "cap")
 
 
 def _last_active(record: Record) -> datetime.datetime:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import functools
 import logging
 import random
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.core import signing
@@ -23,7 +23,7 @@ from django.utils.module_loading import import_string
 
 from ..conf import SettingsCache, app_settings
 from ..exceptions import SessionStoreUnavailable
-from ..signals import session_revoked
+from ..signals import asend_revoked, send_revoked
 from . import activity, codec, keys
 from .steps import Call, Steps, adrive, drive
 from .storage import Record, Storage, utcnow
@@ -143,9 +143,15 @@ class StoreSession(SessionBase):
     def _device(self) -> str | None:
         """The device text to store: the observed request's, else what is stored already."""
         if self._meta is not None:
-            device = activity.observed_device(self._meta)
-            return None if device is None else device.encode()
+            return self._observed_device
         return None if self._record is None else self._record.device
+
+    @functools.cached_property
+    def _observed_device(self) -> str | None:
+        """The observed request's device, worked out once however often the request saves."""
+        assert self._meta is not None
+        device = activity.observed_device(self._meta)
+        return None if device is None else device.encode()
 
     def activity_due(self) -> bool:
         """Whether this request should write the session's activity though nothing changed:
@@ -344,7 +350,7 @@ class StoreSession(SessionBase):
             if call.method == "sleep":
                 return time.sleep(*call.args)
             if call.method == "revoked":
-                return session_revoked.send(**_revoked(storage, *call.args))
+                return send_revoked(storage, *call.args)
             return getattr(storage, call.method)(*call.args)
 
         try:
@@ -397,7 +403,7 @@ class StoreSession(SessionBase):
             if call.method == "sleep":
                 return await asyncio.sleep(*call.args)
             if call.method == "revoked":
-                return await _asend(session_revoked, **_revoked(storage, *call.args))
+                return await asend_revoked(storage, *call.args)
             return await getattr(storage, "a" + call.method)(*call.args)
 
         try:
@@ -408,21 +414,3 @@ class StoreSession(SessionBase):
     @classmethod
     async def aclear_expired(cls) -> None:
         await cls.get_storage().aclear_expired()
-
-
-def _revoked(
-    storage: Storage, user_id: str | None, stored_ids: list[str], reason: str
-) -> dict[str, Any]:
-    """The arguments of ``session_revoked`` for sessions the core ended."""
-    return {
-        "sender": type(storage),
-        "user_id": user_id,
-        "stored_ids": stored_ids,
-        "reason": reason,
-    }
-
-
-async def _asend(signal: Any, **kwargs: Any) -> Any:
-    if hasattr(signal, "asend"):  # Django >= 5.0
-        return await signal.asend(**kwargs)
-    return await sync_to_async(signal.send)(**kwargs)
