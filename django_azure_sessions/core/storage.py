@@ -101,6 +101,35 @@ class Deadline:
         return time.monotonic() >= self.end
 
 
+class Sweep:
+    """How one ``clear_expired()`` run goes: when to stop, and whom to tell of progress.
+
+    Engines remove expired records in bounded batches, each committed on its own, so a run
+    stopped between batches (``stopped()``) leaves a store that the next run finishes.
+    ``removed(n)`` is called after each batch with the number it removed.
+    """
+
+    __slots__ = ("count", "progress", "stop_at")
+
+    def __init__(
+        self,
+        max_runtime: float | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> None:
+        self.stop_at = None if max_runtime is None else time.monotonic() + max_runtime
+        self.progress = progress
+        self.count = 0
+
+    def stopped(self) -> bool:
+        """Whether the run is out of time and should stop before its next batch."""
+        return self.stop_at is not None and time.monotonic() >= self.stop_at
+
+    def removed(self, count: int) -> None:
+        self.count += count
+        if self.progress is not None and count:
+            self.progress(self.count)
+
+
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
@@ -217,8 +246,15 @@ class Storage(abc.ABC):
     expired_items: ClassVar[str] = "expired sessions"
 
     @abc.abstractmethod
-    def clear_expired(self) -> int:
-        """Remove expired records in bounded batches; return how many were removed."""
+    def clear_expired(self, sweep: Sweep | None = None) -> int:
+        """Remove expired records in bounded batches, each committed on its own; return how
+        many were removed. With a ``sweep``, report each batch to ``sweep.removed()`` and stop
+        between batches once ``sweep.stopped()``."""
+
+    def count_expired(self) -> int:
+        """How many ``expired_items`` a ``clear_expired()`` run would remove now (an estimate
+        where the store cannot know without reading every session), removing nothing."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def user_records(self, user_id: str) -> list[Record]:
@@ -259,8 +295,11 @@ class Storage(abc.ABC):
     async def adelete(self, key: str) -> None:
         await sync_to_async(self.delete)(key)
 
-    async def aclear_expired(self) -> int:
-        return await sync_to_async(self.clear_expired)()
+    async def aclear_expired(self, sweep: Sweep | None = None) -> int:
+        return await sync_to_async(self.clear_expired)(sweep)
+
+    async def acount_expired(self) -> int:
+        return await sync_to_async(self.count_expired)()
 
     async def auser_records(self, user_id: str) -> list[Record]:
         return await sync_to_async(self.user_records)(user_id)
