@@ -17,6 +17,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["scale"]:
+        return _scale(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "suite", choices=["sql", "redis", "table", "touch-sql", "touch-redis", "touch-table"]
@@ -104,6 +107,23 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     return 0 if met else 1
+
+
+def _scale(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run scale")
+    parser.add_argument("parts", nargs="*", choices=[[], *SCALE_PARTS], default=[])
+    parser.add_argument("--size", choices=["small", "full"], default="full")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
+    import django
+
+    django.setup()
+    from . import scale
+
+    return scale.main(args.parts, args.size)
+
+
+SCALE_PARTS = ("sql", "redis", "table", "warm")
 
 
 if __name__ == "__main__":
