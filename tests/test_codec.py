@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import zlib
+
 import pytest
 from django.contrib.sessions.backends.db import SessionStore as DjangoDBStore
 from django.core import signing
@@ -21,11 +24,36 @@ def test_round_trip_is_compact_and_signed() -> None:
     assert codec.decode(encoded, SALT, JSONSerializer) == data
 
 
-def test_large_payloads_are_compressed() -> None:
-    data = {"text": "lorem ipsum " * 2000}
+@pytest.mark.parametrize("repeat", [20, 2000])
+def test_payloads_from_the_threshold_are_deflated(repeat: int) -> None:
+    data = {"text": "lorem ipsum " * repeat}
     encoded = codec.encode(data, SALT, JSONSerializer)
-    assert encoded.startswith(codec.MAGIC_COMPRESSED)
-    assert len(encoded) < 2000
+    assert encoded.startswith(codec.MAGIC_DEFLATED)
+    assert len(encoded) < len(JSONSerializer().dumps(data)) / 2
+    assert codec.decode(encoded, SALT, JSONSerializer) == data
+
+
+def test_records_of_the_zlib_format_still_read() -> None:
+    """0.3 wrote ``~z`` + HMAC + zlib stream above 4,096 bytes: such sessions stay readable."""
+    data = {"text": "lorem ipsum " * 2000}
+    payload = zlib.compress(JSONSerializer().dumps(data), 1)
+    old = codec.MAGIC_COMPRESSED + codec._sign(codec._keyring(SALT)[0], payload) + payload
+    assert codec.decode(old, SALT, JSONSerializer) == data
+
+
+def test_a_signed_payload_that_does_not_inflate_is_a_bad_signature() -> None:
+    payload = b"not deflate at all"
+    bad = codec.MAGIC_DEFLATED + codec._sign(codec._keyring(SALT)[0], payload) + payload
+    with pytest.raises(signing.BadSignature, match="does not inflate"):
+        codec.decode(bad, SALT, JSONSerializer)
+
+
+def test_incompressible_payloads_stay_plain() -> None:
+    data = {"text": os.urandom(300).hex()}
+    encoded = codec.encode(data, SALT, JSONSerializer)
+    assert len(JSONSerializer().dumps(data)) >= codec.COMPRESS_FROM
+    # Hex deflates a little (16 symbols in 8 bits); whatever is smaller is written.
+    assert len(encoded) <= len(codec.MAGIC) + 32 + len(JSONSerializer().dumps(data))
     assert codec.decode(encoded, SALT, JSONSerializer) == data
 
 
