@@ -21,8 +21,10 @@ from django.utils import timezone
 
 from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
+from django_azure_sessions.core.storage import Sweep
 
 from .fixtures.engines import make_record
+from .fixtures.redis import free_port
 from .fixtures.stores import every_store
 from .fixtures.table import Azurite
 
@@ -61,17 +63,104 @@ def saved(engine: str, **data: Any) -> str:
 # clearsessions
 
 
-@pytest.mark.parametrize("engine", [SQL, REDIS, TABLE])
-def test_clearsessions_says_what_it_removed_when_asked(stores: str, engine: str) -> None:
-    live = saved(engine, **{USER_ID_KEY: "3"})
+def expired(engine: str, count: int, user_id: str = "3") -> None:
+    """``count`` expired sessions of ``user_id``, written behind the engine's expiry."""
     storage = store(engine).get_storage()
-    storage.create(make_record(keys.storage_id(keys.new_key()), expires_in=-7200, user_id="3"))
+    for _ in range(count):
+        key = keys.storage_id(keys.new_key())
+        storage.create(make_record(key, expires_in=-7200, user_id=user_id))
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("engine", [SQL, REDIS, TABLE])
+def test_clearsessions_writes_one_summary_line(stores: str, engine: str) -> None:
+    live = saved(engine, **{USER_ID_KEY: "3"})
+    expired(engine, 1)
     items = "user-index entries" if engine == REDIS else "sessions"
     with override_settings(SESSION_ENGINE=engine):
-        assert run("clearsessions") == ""  # quiet by default, as cron wants
-        again = run("clearsessions", verbosity=2)  # the quiet run removed it
+        assert run("clearsessions", verbosity=0) == ""  # for a cron job that mails nothing
+        again = run("clearsessions")  # the quiet run removed it
     assert again.startswith(f"0 expired {items} removed from {engine} in ")
+    assert again.count("\n") == 1
     assert store(engine)(live)[USER_ID_KEY] == "3"
+
+
+@pytest.mark.parametrize("engine", [SQL, REDIS, TABLE])
+def test_a_dry_run_counts_and_removes_nothing(stores: str, engine: str) -> None:
+    expired(engine, 3)
+    items = "user-index entries" if engine == REDIS else "sessions"
+    dry = run("clearsessions", "--engine", engine, "--dry-run")
+    assert dry == f"3 expired {items} would be removed from {engine} (dry run: nothing removed).\n"
+    assert run("clearsessions", "--engine", engine, "--dry-run") == dry
+    assert run("clearsessions", "--engine", engine).startswith(f"3 expired {items} removed")
+    assert run("clearsessions", "--engine", engine, "--dry-run").startswith("0 expired")
+
+
+@pytest.mark.parametrize("engine", [SQL, REDIS, TABLE])
+def test_a_progress_bar_on_a_terminal(stores: str, engine: str) -> None:
+    expired(engine, 4)
+    out = Terminal()
+    call_command("clearsessions", "--engine", engine, stdout=out)
+    bar, summary = out.getvalue().rsplit("\n", 2)[:2]
+    assert bar.startswith("\r[")
+    assert bar.endswith("/s")
+    assert "] 100%  4 of 4 expired" in bar
+    assert summary.startswith("4 expired")
+
+
+def test_max_runtime_stops_between_batches_and_the_next_run_goes_on(stores: str) -> None:
+    expired(SQL, 5)
+    section = {**settings.AZURE_SESSIONS, "SQL": {"DATABASE": "default", "CLEAR_BATCH_SIZE": 2}}
+    with override_settings(AZURE_SESSIONS=section):
+        out = run("clearsessions", "--engine", SQL, "--max-runtime", "0.000001")
+        # One batch always runs, so that any run makes headway.
+        assert out.startswith("Stopped after ")
+        assert out.endswith(
+            f"2 expired sessions removed from {SQL}, 3 left; the next run goes on.\n"
+        )
+        assert run("clearsessions", "--engine", SQL).startswith("3 expired sessions removed")
+
+
+@pytest.mark.parametrize("engine", [SQL, REDIS, TABLE])
+def test_a_stopped_sweep_leaves_what_the_next_run_finishes(stores: str, engine: str) -> None:
+    expired(engine, 5)
+    storage = store(engine).get_storage()
+    sweep = Sweep(max_runtime=0.000001)
+    removed = storage.clear_expired(sweep)
+    assert removed == sweep.count
+    assert removed + storage.count_expired() == 5
+    assert storage.clear_expired() == 5 - removed
+    assert storage.count_expired() == 0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_max_runtime_must_be_seconds(value: str) -> None:
+    with pytest.raises(CommandError, match="is not a number of seconds above 0"):
+        run("clearsessions", "--max-runtime", value)
+
+
+def test_a_failed_batch_is_an_error_that_says_what_was_done(stores: str) -> None:
+    section = {
+        **settings.AZURE_SESSIONS,
+        "REDIS": {"URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0"},
+    }
+    with override_settings(AZURE_SESSIONS=section), pytest.raises(CommandError) as caught:
+        run("clearsessions", "--engine", REDIS)
+    message = str(caught.value)
+    assert message.startswith(f"Removing expired user-index entries of {REDIS} failed (")
+    assert message.endswith(
+        "after 0 were removed; what was removed stays removed, and the next run goes on."
+    )
+    assert "hunter2" not in message
+
+
+def test_djangos_engines_take_no_operator_options() -> None:
+    with pytest.raises(CommandError, match="need an engine of django-azure-sessions"):
+        run("clearsessions", "--engine", DJANGO_DB, "--dry-run")
 
 
 @pytest.mark.parametrize("engine", [SQL, TABLE])
@@ -101,7 +190,7 @@ def test_clearsessions_runs_djangos_engines_too() -> None:
     old.set_expiry(-10)
     old.save()
     assert Session.objects.filter(session_key=old.session_key).exists()
-    out = run("clearsessions", "--engine", DJANGO_DB, verbosity=2)
+    out = run("clearsessions", "--engine", DJANGO_DB)
     assert out.startswith(f"Expired sessions removed from {DJANGO_DB}")
     assert not Session.objects.filter(session_key=old.session_key).exists()
     with pytest.raises(CommandError, match="doesn't support clearing expired sessions"):

@@ -109,7 +109,7 @@ class Sweep:
     ``removed(n)`` is called after each batch with the number it removed.
     """
 
-    __slots__ = ("count", "progress", "stop_at")
+    __slots__ = ("count", "halted", "progress", "stop_at")
 
     def __init__(
         self,
@@ -119,10 +119,13 @@ class Sweep:
         self.stop_at = None if max_runtime is None else time.monotonic() + max_runtime
         self.progress = progress
         self.count = 0
+        self.halted = False  # whether stopped() ended the run early
 
     def stopped(self) -> bool:
         """Whether the run is out of time and should stop before its next batch."""
-        return self.stop_at is not None and time.monotonic() >= self.stop_at
+        if self.stop_at is not None and time.monotonic() >= self.stop_at:
+            self.halted = True
+        return self.halted
 
     def removed(self, count: int) -> None:
         self.count += count
