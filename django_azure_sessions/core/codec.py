@@ -24,8 +24,8 @@ from django.core import signing
 from ..conf import SettingsCache
 
 MAGIC = b"~1"  # "~" is outside the alphabet of django.core.signing output
-MAGIC_DEFLATED = b"~d"  # raw deflate, written since 0.4
-MAGIC_COMPRESSED = b"~z"  # zlib, written by 0.3 above 4,096 bytes; still read
+MAGIC_DEFLATED = b"~d"  # raw deflate
+MAGIC_COMPRESSED = b"~z"  # zlib, written above 4,096 bytes before "~d"; still read
 _MAGICS = (MAGIC, MAGIC_DEFLATED, MAGIC_COMPRESSED)
 _SIG_SIZE = hashlib.sha256().digest_size
 _HEADER = len(MAGIC) + _SIG_SIZE
