@@ -1,0 +1,236 @@
+"""The Redis engine at scale: memory per session beside its peers, user-index cleanup, paging.
+
+Each figure comes from a ``redis-server`` of its own (no persistence, on a free port), so that
+``INFO memory``'s ``used_memory`` before and after filling it is what the sessions cost:
+
+- memory per session, the user index included, for this engine, django-redis-sessions and
+  Django's cache engine over django-redis, each filling a fresh server with the same sessions
+  (``harness.PAYLOAD``, each of another user, as on a site where users have a session each);
+- ``clear_expired()`` of the user-index entries of expired sessions beside live ones, with a
+  ``Sweep`` (what ``clearsessions`` runs); every live entry must stay;
+- the admin's listing, page 50 against page 1, at 1,000,000 session keys (``paging.py``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.test import override_settings
+
+from .harness import PAYLOAD
+from .paging import PAGE_SIZE, free_port, start_server
+from .scale import Check
+
+SIZES = {
+    "small": {"memory": 2_000, "expired": 2_000, "live": 200, "paging": 20_000},
+    "full": {"memory": 100_000, "expired": 200_000, "live": 20_000, "paging": 1_000_000},
+}
+PAGES = 50
+DATA = b"~1" + bytes(360)  # about the size of the benchmark payload's encoded data
+MEMORY_TARGET = 1.1  # this engine / django-redis-sessions
+PAGING_TARGET = 1.5  # page 50 / page 1
+
+
+@contextmanager
+def private_redis() -> Iterator[str]:
+    """A fresh ``redis-server`` on a free port, stopped on exit: its URL."""
+    port = free_port()
+    directory = tempfile.mkdtemp(prefix="das-scale-")
+    server = start_server(port, directory)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(10)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def used_memory(url: str) -> int:
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        return int(client.info("memory")["used_memory"])
+
+
+def payload(n: int) -> dict[str, Any]:
+    return {**PAYLOAD, "_auth_user_id": str(100_000 + n)}
+
+
+def fill(store: type[Any], count: int) -> None:
+    for n in range(count):
+        session = store()
+        session.update(payload(n))
+        session.save()
+
+
+def _ours(url: str) -> Callable[[int], None]:
+    from django_azure_sessions.backends.redis import SessionStore
+
+    def run(count: int) -> None:
+        with override_settings(AZURE_SESSIONS={"REDIS": {"URL": url}}):
+            fill(SessionStore, count)
+            SessionStore.get_storage().close()
+
+    return run
+
+
+def _redis_sessions(url: str) -> Callable[[int], None]:
+    import redis_sessions.session
+    from redis_sessions import settings as redis_sessions_settings
+
+    def run(count: int) -> None:
+        # django-redis-sessions reads its settings at import and keeps one client per kind.
+        redis_sessions_settings.SESSION_REDIS_URL = url
+        redis_sessions_settings.SESSION_REDIS_PREFIX = "session"
+        redis_sessions.session.RedisServer._RedisServer__redis.clear()  # type: ignore[attr-defined]
+        fill(redis_sessions.session.SessionStore, count)
+        redis_sessions.session.RedisServer._RedisServer__redis.clear()  # type: ignore[attr-defined]
+
+    return run
+
+
+def _django_cache(url: str) -> Callable[[int], None]:
+    from django.conf import settings
+    from django.contrib.sessions.backends.cache import SessionStore
+    from django.core.cache import caches
+
+    def run(count: int) -> None:
+        cache = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url}
+        with override_settings(
+            CACHES={**settings.CACHES, "sessions": cache}, SESSION_CACHE_ALIAS="sessions"
+        ):
+            fill(SessionStore, count)
+            caches["sessions"].close()
+
+    return run
+
+
+CONTENDERS = {
+    "django-azure-sessions": _ours,
+    "django-redis-sessions": _redis_sessions,
+    "django cache (django-redis)": _django_cache,
+}
+
+
+def memory_per_session(count: int) -> dict[str, float]:
+    """Bytes of ``used_memory`` per session for each contender, each on a fresh server."""
+    found = {}
+    for name, contender in CONTENDERS.items():
+        with private_redis() as url:
+            before = used_memory(url)
+            contender(url)(count)
+            found[name] = (used_memory(url) - before) / count
+    return found
+
+
+def cleanup(expired: int, live: int) -> tuple[float, int, int, int]:
+    """Seconds ``clear_expired()`` took with a Sweep, entries it removed, batches it reported,
+    and live sessions whose index entry went missing."""
+    from django_azure_sessions.backends.redis import RedisStorage
+    from django_azure_sessions.core.storage import Record, Sweep, utcnow
+
+    with private_redis() as url, override_settings(AZURE_SESSIONS={"REDIS": {"URL": url}}):
+        storage = RedisStorage.get()
+        assert isinstance(storage, RedisStorage)
+        now = utcnow()
+        soon = now + datetime.timedelta(seconds=1)
+        later = now + datetime.timedelta(days=14)
+        live_ids = []
+        # Each live session's user also has expired ones: alone, a user's index would expire
+        # with its last entry, and leave clear_expired() nothing to do.
+        for n in range(expired + live):
+            key = f"{n:064x}"
+            user = str(n % live if n < expired else n - expired)
+            storage.create(Record(key, DATA, soon if n < expired else later, user))
+            if n >= expired:
+                live_ids.append((user, key))
+        # Each index entry is kept until twice the session's remaining lifetime is past.
+        time.sleep(max(0.0, (soon - utcnow()).total_seconds() * 2) + 1.5)
+        batches = []
+        started = time.perf_counter()
+        removed = storage.clear_expired(Sweep(progress=batches.append))
+        seconds = time.perf_counter() - started
+        missing = 0
+        for user, key in live_ids:
+            if [r.key for r in storage.user_records(user)] != [key]:
+                missing += 1
+        storage.close()
+    return seconds, removed, len(batches), missing
+
+
+def paging(count: int) -> tuple[float, float]:
+    """Median milliseconds of page 1 and of pages 45-50, following the cursors."""
+    from django_azure_sessions.backends.redis import RedisStorage
+
+    from . import paging as bench
+
+    with (
+        private_redis() as url,
+        override_settings(AZURE_SESSIONS={"KEY_PREFIX": bench.PREFIX, "REDIS": {"URL": url}}),
+    ):
+        storage = RedisStorage.get()
+        bench.fill(storage, count)
+        firsts, lasts = [], []
+        for _ in range(3):
+            timings = bench.walk(storage, PAGES, budget=120)
+            firsts.append(timings[0][1])
+            lasts += [seconds for number, seconds, _ in timings if number > PAGES - 6]
+        storage.close()
+    return statistics.median(firsts) * 1000, statistics.median(lasts) * 1000
+
+
+def measure(size: str) -> list[Check]:
+    sizes = SIZES[size]
+    checks = []
+    count = sizes["memory"]
+    memory = memory_per_session(count)
+    ours = memory["django-azure-sessions"]
+    ratio = ours / memory["django-redis-sessions"]
+    checks.append(
+        Check(
+            f"Redis memory per session, user index included ({count:,} sessions): "
+            "engine / django-redis-sessions",
+            f"{ratio:.2f}x ("
+            + ", ".join(f"{name} {value:,.0f} B" for name, value in memory.items())
+            + ")",
+            f"<= {MEMORY_TARGET}x",
+            ratio <= MEMORY_TARGET,
+        )
+    )
+    ratio = ours / memory["django cache (django-redis)"]
+    checks.append(
+        Check(
+            "Redis memory per session: engine / Django's cache engine", f"{ratio:.2f}x", "", None
+        ),
+    )
+    expired, live = sizes["expired"], sizes["live"]
+    seconds, removed, batches, missing = cleanup(expired, live)
+    checks.append(
+        Check(
+            f"Redis user-index cleanup, {expired:,} expired + {live:,} live sessions, with a "
+            "Sweep",
+            f"{seconds:.1f} s ({removed / seconds:,.0f} entries/s, {removed:,} removed in "
+            f"{batches} batches, {missing} live entries lost)",
+            f"all {expired:,} removed, none lost",
+            removed == expired and missing == 0,
+        )
+    )
+    first, fiftieth = paging(sizes["paging"])
+    ratio = fiftieth / first
+    checks.append(
+        Check(
+            f"Redis admin listing at {sizes['paging']:,} keys ({PAGE_SIZE} a page): pages "
+            f"{PAGES - 5}-{PAGES} / page 1",
+            f"{ratio:.2f}x ({first:.1f} ms, {fiftieth:.1f} ms)",
+            f"<= {PAGING_TARGET}x",
+            ratio <= PAGING_TARGET,
+        )
+    )
+    return checks
