@@ -796,6 +796,21 @@ class RedisStorage(Storage):
             yield from found
             yield from itertools.repeat(None, damaged)
 
+    def warm_up(self, connect: bool = False) -> None:
+        """Build the process's client and its pool (redis-py connects on first use); with
+        ``connect``, this thread's connection too, with a ``PING``."""
+        client = self.client
+        if self.spec.mode == "standalone" and not connect:
+            # Building a connection object (not connecting it) reads redis-py's version from
+            # its package metadata: a few ms the first time in a process, then cached.
+            pool = client.connection_pool
+            pool.connection_class(**pool.connection_kwargs)
+        if connect:
+            deadline = Deadline(self.timeout)
+            [reply] = self._drive(self._attempts("warm up", deadline, "send", [("PING",)]))
+            if isinstance(reply, Exception):
+                raise self.unavailable("warm up", reply) from reply
+
     def close(self) -> None:
         client, self._client = self._client, None
         self._local = threading.local()
