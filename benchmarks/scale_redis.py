@@ -34,6 +34,8 @@ SIZES = {
     "full": {"memory": 100_000, "expired": 200_000, "live": 20_000, "paging": 1_000_000},
 }
 PAGES = 50
+LIFETIME = datetime.timedelta(seconds=2)  # of the expired sessions of the cleanup
+LATER = datetime.timedelta(days=14)
 DATA = b"~1" + bytes(360)  # about the size of the benchmark payload's encoded data
 MEMORY_TARGET = 1.1  # this engine / django-redis-sessions
 PAGING_TARGET = 1.5  # page 50 / page 1
@@ -135,29 +137,37 @@ def memory_per_session(count: int, users: bool) -> dict[str, float]:
     return found
 
 
-def cleanup(expired: int, live: int) -> tuple[float, int, int, int]:
+def cleanup(expired: int, live: int, deleted: bool) -> tuple[float, int, int, int]:
     """Seconds ``clear_expired()`` took with a Sweep, entries it removed, batches it reported,
-    and live sessions whose index entry went missing."""
+    and live sessions whose index entry went missing. The ``expired`` sessions expire, or with
+    ``deleted`` are deleted (signed out) long before their expiry: their entries are then
+    found by reading whether each session still exists."""
     from django_azure_sessions.backends.redis import RedisStorage
     from django_azure_sessions.core.storage import Record, Sweep, utcnow
 
     with private_redis() as url, override_settings(AZURE_SESSIONS={"REDIS": {"URL": url}}):
         storage = RedisStorage.get()
         assert isinstance(storage, RedisStorage)
-        now = utcnow()
-        soon = now + datetime.timedelta(seconds=1)
-        later = now + datetime.timedelta(days=14)
         live_ids = []
         # Each live session's user also has expired ones: alone, a user's index would expire
-        # with its last entry, and leave clear_expired() nothing to do.
-        for n in range(expired + live):
+        # with its last entry, and leave clear_expired() nothing to do. A user's sessions are
+        # created one after the other: a later index write would prune the entries past their
+        # score itself.
+        per_user = expired // live
+        n = 0
+        for user in map(str, range(live)):
+            for _ in range(per_user):
+                soon = utcnow() + (LATER if deleted else LIFETIME)
+                storage.create(Record(f"{n:064x}", DATA, soon, user))
+                if deleted:
+                    storage.delete(f"{n:064x}")
+                n += 1
             key = f"{n:064x}"
-            user = str(n % live if n < expired else n - expired)
-            storage.create(Record(key, DATA, soon if n < expired else later, user))
-            if n >= expired:
-                live_ids.append((user, key))
-        # Each index entry is kept until twice the session's remaining lifetime is past.
-        time.sleep(max(0.0, (soon - utcnow()).total_seconds() * 2) + 1.5)
+            storage.create(Record(key, DATA, utcnow() + LATER, user))
+            live_ids.append((user, key))
+            n += 1
+        # An index entry is kept until twice its session's remaining lifetime is past.
+        time.sleep(0 if deleted else 2 * LIFETIME.total_seconds() + 1)
         batches = []
         started = time.perf_counter()
         removed = storage.clear_expired(Sweep(progress=batches.append))
@@ -212,17 +222,19 @@ def measure(size: str) -> list[Check]:
             )
         )
     expired, live = sizes["expired"], sizes["live"]
-    seconds, removed, batches, missing = cleanup(expired, live)
-    checks.append(
-        Check(
-            f"Redis user-index cleanup, {expired:,} expired + {live:,} live sessions, with a "
-            "Sweep",
-            f"{seconds:.1f} s ({removed / seconds:,.0f} entries/s, {removed:,} removed in "
-            f"{batches} batches, {missing} live entries lost)",
-            f"all {expired:,} removed, none lost",
-            removed == expired and missing == 0,
+    for deleted, how in ((False, "expired"), (True, "signed out (deleted) before expiry")):
+        seconds, removed, batches, missing = cleanup(expired, live, deleted)
+        wanted = expired // live * live
+        checks.append(
+            Check(
+                f"Redis user-index cleanup with a Sweep, {wanted:,} sessions {how} beside "
+                f"{live:,} live ones (their users')",
+                f"{seconds:.2f} s ({removed / seconds:,.0f} entries/s, {removed:,} removed in "
+                f"{batches} batches, {missing} live entries lost)",
+                f"all {wanted:,} removed, none lost",
+                removed == wanted and missing == 0,
+            )
         )
-    )
     first, fiftieth = paging(sizes["paging"])
     ratio = fiftieth / first
     checks.append(
