@@ -4,7 +4,8 @@ Each sample is a new Python process (``python -m benchmarks.scale_warm <engine> 
 configures Django, runs ``django.setup()`` (where ``AZURE_SESSIONS["WARM_UP"]`` builds the
 store's client), then times its first save and load of a session, and the next one's. The
 figure is the median over rounds, the two settings taking turns. SQL uses a SQLite file that
-the parent migrates once; Redis the machine's server (``DAS_REDIS_URL``).
+the parent migrates once; Redis the machine's server (``DAS_REDIS_URL``); Table an Azurite
+that the parent starts (``node_modules/.bin/azurite-table``; without it, Table is skipped).
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from .scale import Check
 
 ROUNDS = {"small": 3, "full": 9}
 TARGET_MS = 20.0  # the first Redis save + load, warm-up on
-ENGINES = ("redis", "sql")
+ENGINES = ("redis", "sql", "table")
+TABLE_ENV = "DAS_WARM_TABLE"  # the children's Azurite connection string
 
 
 def configure(engine: str, warm: bool, database: str) -> None:
@@ -44,6 +49,11 @@ def configure(engine: str, warm: bool, database: str) -> None:
             "KEY_PREFIX": "bench-warm:",
             "REDIS": {"URL": os.environ.get("DAS_REDIS_URL", "redis://127.0.0.1:6379/0")},
             "WARM_UP": warm,
+            **(
+                {"TABLE": {"CONNECTION_STRING": os.environ[TABLE_ENV]}}
+                if engine == "table"
+                else {}
+            ),
         },
     )
     django.setup()
@@ -97,18 +107,41 @@ def migrate(database: str) -> None:
     )
 
 
+@contextmanager
+def azurite(directory: str) -> Iterator[bool]:
+    """An in-memory Azurite for the children (``TABLE_ENV``); False if it is not installed."""
+    from tests.fixtures.table import AZURITE, Azurite
+
+    if not AZURITE.exists():
+        yield False
+        return
+    server = Azurite(Path(directory) / "azurite")
+    server.start()
+    os.environ[TABLE_ENV] = server.connection_string
+    try:
+        yield True
+    finally:
+        os.environ.pop(TABLE_ENV, None)
+        server.stop()
+
+
 def measure(size: str) -> list[Check]:
     rounds = ROUNDS[size]
     results: dict[tuple[str, bool], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="das-warm-") as directory:
         database = os.path.join(directory, "sessions.sqlite3")
         migrate(database)
-        for _ in range(rounds):
-            for engine in ENGINES:
-                for warm in (False, True):
-                    results.setdefault((engine, warm), []).append(sample(engine, warm, database))
+        with azurite(directory) as table:
+            engines = ENGINES if table else ENGINES[:2]
+            if table:
+                sample("table", False, database)  # creates the table
+            for _ in range(rounds):
+                for engine in engines:
+                    for warm in (False, True):
+                        found = sample(engine, warm, database)
+                        results.setdefault((engine, warm), []).append(found)
     checks = []
-    for engine in ENGINES:
+    for engine in engines:
         med: dict[bool, dict[str, float]] = {
             warm: {
                 part: statistics.median(s[part] for s in results[engine, warm])
