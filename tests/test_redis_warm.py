@@ -70,6 +70,15 @@ def test_ready_builds_the_client_without_connecting(listener: socket.socket) -> 
     built.close()
 
 
+def test_a_cluster_client_is_not_built_since_building_it_connects(
+    listener: socket.socket,
+) -> None:
+    built = ready(listener, REDIS={"URL": f"redis://127.0.0.1:{port(listener)}", "CLUSTER": True})
+    assert isinstance(built, RedisStorage)
+    assert built._client is None
+    assert not connected(listener)
+
+
 def test_warm_up_off_builds_nothing(listener: socket.socket) -> None:
     assert ready(listener, WARM_UP=False) is None
     assert not connected(listener)

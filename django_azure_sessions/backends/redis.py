@@ -798,7 +798,12 @@ class RedisStorage(Storage):
 
     def warm_up(self, connect: bool = False) -> None:
         """Build the process's client and its pool (redis-py connects on first use); with
-        ``connect``, this thread's connection too, with a ``PING``."""
+        ``connect``, this thread's connection too, with a ``PING``.
+
+        A Cluster client is built only with ``connect``: redis-py's ``RedisCluster`` asks a
+        node for the slots as it is built."""
+        if self.spec.mode == "cluster" and not connect:
+            return
         client = self.client
         if self.spec.mode == "standalone" and not connect:
             # Building a connection object (not connecting it) reads redis-py's version from
