@@ -79,6 +79,22 @@ def test_a_cluster_client_is_not_built_since_building_it_connects(
     assert not connected(listener)
 
 
+PROVIDED: list[object] = []
+
+
+def provider() -> object:
+    PROVIDED.append(object())
+    raise AssertionError("a credential provider was made at start-up")
+
+
+def test_a_credential_provider_is_not_made_at_start_up(listener: socket.socket) -> None:
+    url = f"redis://127.0.0.1:{port(listener)}/0"
+    built = ready(listener, REDIS={"URL": url, "CREDENTIAL_PROVIDER": f"{__name__}.provider"})
+    assert isinstance(built, RedisStorage)
+    assert built._client is None
+    assert PROVIDED == []
+
+
 def test_warm_up_off_builds_nothing(listener: socket.socket) -> None:
     assert ready(listener, WARM_UP=False) is None
     assert not connected(listener)

@@ -801,8 +801,9 @@ class RedisStorage(Storage):
         ``connect``, this thread's connection too, with a ``PING``.
 
         A Cluster client is built only with ``connect``: redis-py's ``RedisCluster`` asks a
-        node for the slots as it is built."""
-        if self.spec.mode == "cluster" and not connect:
+        node for the slots as it is built. So is a client with a credential provider, which
+        may fetch a token (Entra ID) as it is made."""
+        if not connect and (self.spec.mode == "cluster" or self.spec.kwargs_have_credentials):
             return
         client = self.client
         if self.spec.mode == "standalone" and not connect:
