@@ -2,8 +2,8 @@
 
 The one place that registers them. Ids: E001-E009 top level (here), E010-E019 SQL, E020-E039
 REDIS, E040-E059 TABLE (in ``backends/<engine>_checks.py``), E060-E070 activity tracking and
-timeouts, E071 the user's sessions page (here); warnings W0xx likewise. Each id is one
-problem, and docs/checks.md lists every one.
+timeouts, E071 the user's sessions page, E072 the warm-up (here); warnings W0xx likewise.
+Each id is one problem, and docs/checks.md lists every one.
 """
 
 from __future__ import annotations
@@ -143,6 +143,15 @@ def check_settings(
                 'The layout that the "Where you are signed in" page extends, like '
                 '"base.html"; it fills its blocks title and content. The default is the '
                 'package\'s own, "django_azure_sessions/base.html".',
+            )
+        )
+    if not isinstance(config.get("WARM_UP", True), bool):
+        errors.append(
+            _error(
+                "E072",
+                f"{SETTING_NAME}['WARM_UP'] must be True or False.",
+                "True (the default) builds the session store's client when Django starts, "
+                "without connecting; False builds it on the first request.",
             )
         )
     for name in SECTIONS:

@@ -68,6 +68,8 @@ TOP_LEVEL_DEFAULTS: dict[str, Any] = {
     "MAX_SESSIONS_PER_USER": None,
     # The layout that "Where you are signed in" (views.py) extends
     "BASE_TEMPLATE": "django_azure_sessions/base.html",
+    # Build the store's client when Django starts (apps.py), not on a worker's first request
+    "WARM_UP": True,
 }
 ON_UNAVAILABLE_CHOICES = ("raise", "degrade")
 TRACK_CHOICES = frozenset({"user_agent", "ip", "last_activity"})
@@ -190,6 +192,11 @@ class Settings:
         """The template the user's sessions page extends: it fills the blocks ``title`` and
         ``content``."""
         return str(self._get("BASE_TEMPLATE"))
+
+    @property
+    def WARM_UP(self) -> bool:
+        """Whether ``django.setup()`` builds the session store's client (never connecting)."""
+        return bool(self._get("WARM_UP"))
 
     def _section(self, name: str) -> Any:
         value = self.raw.get(name) or {}

@@ -106,6 +106,8 @@ def test_an_idle_timeout_needs_the_packages_middleware() -> None:
         ({"BASE_TEMPLATE": ""}, "E071"),
         ({"BASE_TEMPLATE": None}, "E071"),
         ({"BASE_TEMPLATE": ["base.html"]}, "E071"),
+        ({"WARM_UP": "yes"}, "E072"),
+        ({"WARM_UP": None}, "E072"),
     ],
 )
 def test_each_mistake_has_its_error(azure_sessions: Any, expected: str) -> None:
@@ -361,7 +363,7 @@ def test_a_key_written_with_a_space_is_refused_though_the_sdk_would_ignore_it() 
 PACKAGE = Path(django_azure_sessions.__file__).parent
 CHECK_ID = re.compile(r"(?:django_azure_sessions\.)?([EW]0\d\d)")
 RANGES = {
-    "checks.py": [*range(1, 10), *range(60, 72)],
+    "checks.py": [*range(1, 10), *range(60, 73)],
     "backends/sql_checks.py": range(10, 20),
     "backends/redis_checks.py": range(20, 40),
     "backends/table_checks.py": range(40, 60),

@@ -28,6 +28,7 @@ from django.test import Client, override_settings
 from django.urls import path
 
 from django_azure_sessions import SessionStoreUnavailable, checks
+from django_azure_sessions.backends import redis as redis_backend
 from django_azure_sessions.backends.redis import (
     INDEX,
     TOUCH,
@@ -45,7 +46,7 @@ from django_azure_sessions.backends.redis_connection import (
 from django_azure_sessions.conf import RedisSettings, app_settings
 from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
-from django_azure_sessions.core.storage import Record, utcnow
+from django_azure_sessions.core.storage import Record, Sweep, utcnow
 
 from .fixtures.engines import configured, make_record
 from .fixtures.redis import RedisServer, free_port, wait_until
@@ -590,6 +591,80 @@ class TestIndexRepair:
         assert store._drive(store._prune([(index, stored_id)])) == 0  # as if found gone
         assert store.client.zscore(index, stored_id) == score
         assert [r.key for r in store.user_records("41")] == [stored_id]
+
+
+# clearsessions' sweep: progress after each batch of indexes, a stop between batches, resumed
+# by the next run; and the dry run's count
+
+
+class StopAfter(Sweep):
+    """A sweep that runs out of time once ``batches`` batches have reported."""
+
+    def __init__(self, batches: int) -> None:
+        super().__init__()
+        self.batches = batches
+        self.counts: list[int] = []
+
+    def removed(self, count: int) -> None:
+        super().removed(count)
+        self.counts.append(count)
+
+    def stopped(self) -> bool:
+        return len(self.counts) >= self.batches
+
+
+class TestSweep:
+    @pytest.fixture
+    def gone(self, any_redis: type[SessionStore], monkeypatch: pytest.MonkeyPatch) -> int:
+        """Five users, each with a live session and one deleted by hand; two indexes a batch."""
+        monkeypatch.setattr(redis_backend, "BATCH", 2)
+        store = storage()
+        for user in range(5):
+            ids = signed_in(f"5{user}", 2)
+            store.client.delete(store.session_key(ids[0]))
+        return 5
+
+    @pytest.mark.parametrize("native", [True, False], ids=["sync", "async"])
+    def test_a_stopped_sweep_is_finished_by_the_next(self, gone: int, native: bool) -> None:
+        store = storage()
+        clear = store.clear_expired if native else async_to_sync(store.aclear_expired)
+        first = StopAfter(1)
+        assert clear(first) == 2
+        assert first.counts == [2]
+        assert first.count == 2
+        second = StopAfter(99)
+        assert clear(second) == gone - 2
+        # The scan starts again: the batch pruned already reports 0, and every batch reports.
+        assert sorted(second.counts) == [0, 1, 2]
+        assert clear(None) == 0
+        for user in range(5):
+            assert len(store.user_records(f"5{user}")) == 1
+
+    def test_progress_is_told_the_running_total(self, gone: int) -> None:
+        totals: list[int] = []
+        assert storage().clear_expired(Sweep(progress=totals.append)) == gone
+        assert totals == [2, 4, 5]
+
+    def test_a_sweep_out_of_time_removes_nothing(self, gone: int) -> None:
+        store = storage()
+        assert store.clear_expired(Sweep(max_runtime=0)) == 0
+        assert store.clear_expired() == gone
+
+    def test_count_expired_counts_entries_past_their_score_and_removes_none(
+        self, any_redis: type[SessionStore]
+    ) -> None:
+        store = storage()
+        store.create(make_record("c" * 64, expires_in=0.2, user_id="61"))
+        store.create(make_record("d" * 64, expires_in=3600, user_id="61"))
+        store.create(make_record("e" * 64, expires_in=0.2, user_id="62"))
+        store.create(make_record("f" * 64, expires_in=3600, user_id="62"))
+        assert store.count_expired() == 0
+        time.sleep(0.5)  # past twice the short lifetime: both short entries are past their score
+        assert store.count_expired() == 2
+        assert async_to_sync(store.acount_expired)() == 2
+        assert store.client.zcard(store.user_key("61")) == 2
+        assert store.clear_expired() == 2
+        assert store.count_expired() == 0
 
 
 # Scripts: loaded once, called by SHA, recovered after SCRIPT FLUSH

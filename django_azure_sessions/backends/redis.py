@@ -50,7 +50,7 @@ from ..conf import app_settings
 from ..core.keys import is_storage_id
 from ..core.session import StoreSession
 from ..core.steps import Steps, adrive, drive
-from ..core.storage import DamagedRecord, Deadline, Page, Record, Storage
+from ..core.storage import DamagedRecord, Deadline, Page, Record, Storage, Sweep
 from ..exceptions import SessionStoreUnavailable
 from .redis_connection import (
     ConnectionSpec,
@@ -488,12 +488,18 @@ class RedisStorage(Storage):
             missing += [key for key, value in zip(batch, values, strict=True) if value is None]
         return records, damaged, missing
 
-    def _clear_expired(self) -> Steps[Request, int]:
+    def _clear_expired(self, sweep: Sweep | None) -> Steps[Request, int]:
         """Prune each user index of its entries past their score, then of those whose session
-        is gone (expired, evicted, deleted by hand); count both."""
+        is gone (expired, evicted, deleted by hand); count both.
+
+        A batch is up to ``BATCH`` indexes, each pruned for good when its batch ends: a run
+        stopped between batches leaves indexes that the next run prunes."""
         pruned = 0
-        keys = yield from self._listing("keys", _glob_escape(self._users) + "*")
-        while indexes := (yield from self._listing("next", keys)):
+        keys = yield from self._listing("keys", self._index_pattern)
+        while not (sweep is not None and sweep.stopped()) and (
+            indexes := (yield from self._listing("next", keys))
+        ):
+            before = pruned
             now = _now_ms()
             commands: list[tuple[Any, ...]] = []
             for index in indexes:
@@ -512,7 +518,23 @@ class RedisStorage(Storage):
                 found = yield from self._list(commands)
                 gone += [entry for entry, exists in zip(batch, found, strict=True) if not exists]
             pruned += yield from self._prune(gone)
+            if sweep is not None:
+                sweep.removed(pruned - before)
         return pruned
+
+    def _count_expired(self) -> Steps[Request, int]:
+        """How many user-index entries are past their score: a ``ZCOUNT`` per index."""
+        count = 0
+        keys = yield from self._listing("keys", self._index_pattern)
+        while indexes := (yield from self._listing("next", keys)):
+            now = _now_ms()
+            replies = yield from self._list([("ZCOUNT", index, "-inf", now) for index in indexes])
+            count += sum(replies)
+        return count
+
+    @property
+    def _index_pattern(self) -> str:
+        return _glob_escape(self._users) + "*"
 
     def _prune(self, entries: list[tuple[Any, str]]) -> Steps[Request, int]:
         """Remove the user-index entries ``(index key, session id)`` whose session was found
@@ -743,9 +765,14 @@ class RedisStorage(Storage):
     def delete(self, key: str) -> None:
         self._drive(self._delete_steps(key))
 
-    def clear_expired(self) -> int:
+    def clear_expired(self, sweep: Sweep | None = None) -> int:
         """Data keys expire by themselves: prune the user indexes, and count what was pruned."""
-        return self._drive(self._clear_expired())
+        return self._drive(self._clear_expired(sweep))
+
+    def count_expired(self) -> int:
+        """The user-index entries past their score (entries of sessions deleted or evicted
+        early, which ``clear_expired()`` also prunes, are not counted)."""
+        return self._drive(self._count_expired())
 
     def user_records(self, user_id: str) -> list[Record]:
         return self._drive(self._user_records(user_id))
@@ -768,6 +795,27 @@ class RedisStorage(Storage):
             found, damaged, _ = self._drive(self._load_many(ids))
             yield from found
             yield from itertools.repeat(None, damaged)
+
+    def warm_up(self, connect: bool = False) -> None:
+        """Build the process's client and its pool (redis-py connects on first use); with
+        ``connect``, this thread's connection too, with a ``PING``.
+
+        A Cluster client is built only with ``connect``: redis-py's ``RedisCluster`` asks a
+        node for the slots as it is built. So is a client with a credential provider, which
+        may fetch a token (Entra ID) as it is made."""
+        if not connect and (self.spec.mode == "cluster" or self.spec.kwargs_have_credentials):
+            return
+        client = self.client
+        if self.spec.mode == "standalone" and not connect:
+            # Building a connection object (not connecting it) reads redis-py's version from
+            # its package metadata: a few ms the first time in a process, then cached.
+            pool = client.connection_pool
+            pool.connection_class(**pool.connection_kwargs)
+        if connect:
+            deadline = Deadline(self.timeout)
+            [reply] = self._drive(self._attempts("warm up", deadline, "send", [("PING",)]))
+            if isinstance(reply, Exception):
+                raise self.unavailable("warm up", reply) from reply
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -832,8 +880,11 @@ class RedisStorage(Storage):
     async def adelete(self, key: str) -> None:
         await self._adrive(self._delete_steps(key))
 
-    async def aclear_expired(self) -> int:
-        return await self._adrive(self._clear_expired())
+    async def aclear_expired(self, sweep: Sweep | None = None) -> int:
+        return await self._adrive(self._clear_expired(sweep))
+
+    async def acount_expired(self) -> int:
+        return await self._adrive(self._count_expired())
 
     async def auser_records(self, user_id: str) -> list[Record]:
         return await self._adrive(self._user_records(user_id))

@@ -332,6 +332,12 @@ class Storage(abc.ABC):
     def close(self) -> None:
         """Release connections held by this storage."""
 
+    def warm_up(self, connect: bool = False) -> None:
+        """Build now what the first operation would build (clients, pools), so that a
+        worker's first request does not pay for it; with ``connect``, open a connection too.
+        Without ``connect`` nothing may reach the store: this runs in every management command.
+        """
+
 
 @receiver(setting_changed)
 def _reset_storages(*, setting: str, **kwargs: Any) -> None:
