@@ -26,6 +26,7 @@ class AzureSessionsConfig(AppConfig):
     @staticmethod
     def warm_up() -> None:
         """Build the session store's client (never connecting): see ``warm.py``."""
+        from .secrets import redact
         from .warm import warm_up
 
         try:
@@ -34,5 +35,5 @@ class AzureSessionsConfig(AppConfig):
             logger.warning(
                 "Session store warm-up skipped; the first request builds the client: %s: %s",
                 type(exc).__name__,
-                exc,
+                redact(str(exc)),
             )
