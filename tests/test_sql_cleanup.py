@@ -23,16 +23,20 @@ def alias(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(params=["t1:", ""], ids=["prefix", "no-prefix"])
-def storage(alias: str, request: pytest.FixtureRequest) -> SQLStorage:
+def storage(
+    alias: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> SQLStorage:
+    """The engine going by the expires index (on PostgreSQL too: see the walk's tests)."""
+    monkeypatch.setattr(SQLStorage, "_walk", lambda *args: None)
     return SQLStorage(alias, request.param, BATCH)
 
 
-def fill(storage: SQLStorage, prefix: str, expired: int, live: int) -> None:
+def fill(storage: SQLStorage, prefix: str, expired: int, live: int, data: bytes = b"x") -> None:
     now = utcnow()
 
     def row(key: str, expires_in: float) -> Session:
         expires = now + datetime.timedelta(seconds=expires_in)
-        return Session(key=prefix + key, data=b"x", expires=expires, created=now, updated=now)
+        return Session(key=prefix + key, data=data, expires=expires, created=now, updated=now)
 
     rows = [row(f"dead{i:04d}", -1 - i) for i in range(expired)]
     rows += [row(f"live{i:04d}", 3600 + i) for i in range(live)]
@@ -43,8 +47,8 @@ def remaining(storage: SQLStorage) -> list[str]:
     return sorted(Session.objects.using(storage.alias).values_list("key", flat=True))
 
 
-def live_keys(prefix: str) -> list[str]:
-    return [f"{prefix}live{i:04d}" for i in range(LIVE)]
+def live_keys(prefix: str, live: int = LIVE) -> list[str]:
+    return [f"{prefix}live{i:04d}" for i in range(live)]
 
 
 @pytest.mark.django_db(databases="__all__")
@@ -98,6 +102,48 @@ def test_the_prefix_is_matched_literally(alias: str) -> None:
     assert storage.count_expired() == 3
     assert storage.clear_expired() == 3
     assert len(remaining(storage)) == 7
+
+
+@pytest.mark.django_db(databases="__all__")
+@pytest.mark.parametrize("prefix", ["t1:", ""])
+def test_postgresql_walks_the_table_when_most_rows_expired(prefix: str) -> None:
+    """A backlog is removed in page order, a few pages a statement, by the same rules."""
+    storage = SQLStorage("postgres", prefix, BATCH)
+    fill(storage, prefix, 300, 60, data=b"x" * 1000)  # about 7 rows a page
+    fill(storage, "t2:", 3, 0)
+    with connections["postgres"].cursor() as cursor:
+        cursor.execute(f"ANALYZE {storage.table}")
+    walk = storage._walk(*storage._expired_sql()[::2])
+    assert walk is not None
+    pages, step = walk
+    assert pages > 40
+    assert step < 4  # 7 rows a batch: a page or two a statement
+    sweep = Sweep(max_runtime=3600)
+
+    def stop(removed: int) -> None:
+        sweep.stop_at = 0
+
+    sweep.progress = stop
+    first = storage.clear_expired(sweep)
+    assert 0 < first < 300
+    assert storage.count_expired() == 300 - first + (0 if prefix else 3)
+    with CaptureQueriesContext(connections["postgres"]) as queries:
+        assert storage.clear_expired() == 300 - first + (0 if prefix else 3)
+    assert sum("ctid >=" in q["sql"] for q in queries) >= pages // step
+    expected = live_keys(prefix, 60) + ([f"t2:dead{i:04d}" for i in range(3)] if prefix else [])
+    assert remaining(storage) == sorted(expected)
+
+
+@pytest.mark.django_db(databases="__all__")
+def test_postgresql_goes_by_the_index_when_few_rows_expired() -> None:
+    storage = SQLStorage("postgres", "t1:", BATCH)
+    fill(storage, "t1:", 5, 200)
+    with connections["postgres"].cursor() as cursor:
+        cursor.execute(f"ANALYZE {storage.table}")
+    assert storage._walk(*storage._expired_sql()[::2]) is None
+    with CaptureQueriesContext(connections["postgres"]) as queries:
+        assert storage.clear_expired() == 5
+    assert not [q for q in queries if "ctid >=" in q["sql"]]
 
 
 @pytest.mark.django_db(databases=["default", "postgres"], transaction=True)

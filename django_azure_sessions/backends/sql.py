@@ -446,7 +446,11 @@ class SQLStorage(Storage):
         return where, sql, extra
 
     def clear_expired(self, sweep: Sweep | None = None) -> int:
-        _, sql, extra = self._expired_sql()
+        where, sql, extra = self._expired_sql()
+        if self.vendor == "postgresql":
+            walk = self._walk(where, extra)
+            if walk is not None:
+                return self._clear_by_pages(where, extra, *walk, sweep)
         removed = 0
         since = self._db_time(datetime.datetime(1, 1, 2, tzinfo=datetime.timezone.utc))
         while sweep is None or not sweep.stopped():
@@ -465,6 +469,51 @@ class SQLStorage(Storage):
                 sweep.removed(count)
             if count < self.batch_size:
                 break
+        return removed
+
+    def _walk(self, where: str, extra: list[Any]) -> tuple[int, int] | None:
+        """On PostgreSQL 14 or later, when the planner expects a quarter of the table or more
+        to have expired: (the table's pages, pages per statement) for a walk through the
+        table in its physical order. Through the index each removed row costs a look-up in
+        a page of its own; in page order, rows that expired together share their pages, as
+        they do in Django's single ``DELETE``, at about a third of the cost."""
+        if connections[self.alias].pg_version < 140000:  # type: ignore[attr-defined]
+            return None  # no TID range scan: each statement would read the whole table
+        tuples, pages, size = self._run(
+            "clear expired",
+            "SELECT reltuples, relpages, pg_relation_size(oid) / current_setting('block_size')"
+            "::int FROM pg_class WHERE oid = %s::regclass",
+            [self.table],
+            fetch="one",
+        )
+        if tuples <= 0 or pages <= 0:  # never analysed: no estimate to go by
+            return None
+        (plan,) = self._run(
+            "clear expired",
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {self.table} WHERE {where}",
+            [self._db_time(utcnow()), *extra],
+            fetch="one",
+        )
+        if plan[0]["Plan"]["Plan Rows"] < tuples / 4:
+            return None
+        return int(size), max(1, int(self.batch_size * pages / tuples))
+
+    def _clear_by_pages(
+        self, where: str, extra: list[Any], pages: int, step: int, sweep: Sweep | None
+    ) -> int:
+        """Expired rows removed ``step`` pages at a time, each statement bounded by its pages
+        (a TID range scan). Pages added meanwhile hold rows written since: not expired."""
+        sql = f"DELETE FROM {self.table} WHERE ctid >= %s::tid AND ctid < %s::tid AND {where}"
+        removed = 0
+        for start in range(0, pages, step):
+            if sweep is not None and sweep.stopped():
+                break
+            now = self._db_time(utcnow())
+            params = [f"({start},0)", f"({start + step},0)", now, *extra]
+            count = self._run("clear expired", sql, params)
+            removed += count
+            if sweep is not None:
+                sweep.removed(count)
         return removed
 
     def _clear_batch_orm(self) -> int:
