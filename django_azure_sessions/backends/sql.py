@@ -2,9 +2,9 @@
 
 The hot path is hand-written SQL through ``connection.cursor()``, one statement per load, per
 save and per touch (an UPDATE of the expiry and the last activity alone, conditional on the
-version, which it leaves as it is); cleanup goes through the ORM. Listing picks keys with the
-ORM and reads the rows with the same columns as a load, so a damaged row is skipped the same
-way.
+version, which it leaves as it is). Cleanup is one statement per bounded batch, in each
+vendor's SQL (the ORM on vendors it does not know). Listing picks keys with the ORM and reads
+the rows with the same columns as a load, so a damaged row is skipped the same way.
 
 Each statement on PostgreSQL and MySQL/MariaDB is watched: past ``AZURE_SESSIONS["TIMEOUT"]``
 one watchdog thread shuts the connection's socket down (``fileno()`` is public on psycopg
