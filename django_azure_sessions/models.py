@@ -8,8 +8,8 @@ class Session(models.Model):
 
     key = models.CharField(max_length=255, primary_key=True)
     data = models.BinaryField()
-    expires = models.DateTimeField(db_index=True)
-    user_id = models.CharField(max_length=255, null=True, blank=True, db_index=True)  # noqa: DJ001
+    expires = models.DateTimeField()
+    user_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     version = models.BigIntegerField(default=1)
     created = models.DateTimeField()
     updated = models.DateTimeField()
@@ -19,6 +19,12 @@ class Session(models.Model):
         db_table = "django_azure_sessions"
         verbose_name = "session"
         verbose_name_plural = "sessions"
+        # Declared here rather than with ``db_index=True``: on PostgreSQL that also builds a
+        # ``varchar_pattern_ops`` copy of each index on a text column, which no query uses.
+        indexes = [
+            models.Index(fields=["expires"], name="django_azure_sessions_expires"),
+            models.Index(fields=["user_id"], name="django_azure_sessions_user_id"),
+        ]
 
     def __str__(self) -> str:
         return self.key

@@ -2,9 +2,9 @@
 
 The hot path is hand-written SQL through ``connection.cursor()``, one statement per load, per
 save and per touch (an UPDATE of the expiry and the last activity alone, conditional on the
-version, which it leaves as it is); cleanup goes through the ORM. Listing picks keys with the
-ORM and reads the rows with the same columns as a load, so a damaged row is skipped the same
-way.
+version, which it leaves as it is). Cleanup is one statement per bounded batch, in each
+vendor's SQL (the ORM on vendors it does not know). Listing picks keys with the ORM and reads
+the rows with the same columns as a load, so a damaged row is skipped the same way.
 
 Each statement on PostgreSQL and MySQL/MariaDB is watched: past ``AZURE_SESSIONS["TIMEOUT"]``
 one watchdog thread shuts the connection's socket down (``fileno()`` is public on psycopg
@@ -38,7 +38,7 @@ from django.utils import timezone
 from ..conf import app_settings
 from ..core import keys
 from ..core.session import StoreSession
-from ..core.storage import DamagedRecord, Page, Record, Storage, key_cursor, utcnow
+from ..core.storage import DamagedRecord, Page, Record, Storage, Sweep, key_cursor, utcnow
 from ..models import Session
 
 logger = logging.getLogger("django_azure_sessions")
@@ -405,16 +405,129 @@ class SQLStorage(Storage):
                 records.append(record)
         return records, damaged
 
-    def clear_expired(self) -> int:
+    def _expired_sql(self) -> tuple[str, str, list[Any]]:
+        """The ``WHERE`` of expired rows (``%s`` for the time, then the prefix's), the
+        statement that removes one batch of them, and the parameters after the time."""
+        connection: Any = connections[self.alias]  # ``operators``: every backend's, unstubbed
+        key, expires = map(connection.ops.quote_name, ("key", "expires"))
+        where = f"{expires} <= %s"
+        extra: list[Any] = []
+        if self.prefix:  # as Django's own ``startswith`` lookup escapes and compares
+            where += f" AND {key} {connection.operators['startswith'] % '%s'}"
+            extra.append(connection.ops.prep_for_like_query(self.prefix) + "%")
+        n = int(self.batch_size)
+        if self.vendor == "postgresql":
+            # The oldest rows through the expires index, from where the last batch ended
+            # (the entries of rows removed stay in the index until VACUUM: each batch would
+            # walk them all again), then removed by their address (a TID scan, no second
+            # look-up by key). The outer condition is checked again on a row that a
+            # concurrent save changed, so a session just extended stays.
+            oldest = (
+                f"SELECT ctid FROM {self.table} WHERE {where} AND {expires} >= %s "
+                f"ORDER BY {expires} LIMIT {n}"
+            )
+            sql = (
+                f"WITH removed AS (DELETE FROM {self.table} WHERE ctid = ANY(ARRAY({oldest})) "
+                f"AND {where} RETURNING {expires}) SELECT COUNT(*), MAX({expires}) FROM removed"
+            )
+        elif self.vendor == "mysql":  # DELETE takes ORDER BY and LIMIT; IN (...) takes no LIMIT
+            sql = f"DELETE FROM {self.table} WHERE {where} ORDER BY {expires} LIMIT {n}"
+        elif self.vendor == "microsoft":
+            # mssql-django. Not run by the test suite (no SQL Server here): T-SQL that every
+            # SQL Server and Azure SQL version takes.
+            sql = f"DELETE TOP ({n}) FROM {self.table} WHERE {where}"
+        elif self.vendor == "sqlite":  # one writer at a time: no concurrent save to mind
+            sql = (
+                f"DELETE FROM {self.table} WHERE {key} IN (SELECT {key} FROM {self.table} "
+                f"WHERE {where} ORDER BY {expires} LIMIT {n})"
+            )
+        else:
+            sql = ""  # the ORM chooses, then removes, each batch
+        return where, sql, extra
+
+    def clear_expired(self, sweep: Sweep | None = None) -> int:
+        where, sql, extra = self._expired_sql()
+        if self.vendor == "postgresql":
+            walk = self._walk(where, extra)
+            if walk is not None:
+                return self._clear_by_pages(where, extra, *walk, sweep)
         removed = 0
-        while True:
-            now = _to_django(utcnow())
-            expired = self._queryset().filter(expires__lte=now)
-            batch = list(expired.order_by().values_list("pk", flat=True)[: self.batch_size])
-            if batch:
-                removed += expired.filter(pk__in=batch).delete()[0]
-            if len(batch) < self.batch_size:
-                return removed
+        since = self._db_time(datetime.datetime(1, 1, 2, tzinfo=datetime.timezone.utc))
+        while sweep is None or not sweep.stopped():
+            now = self._db_time(utcnow())
+            if not sql:
+                count = self._clear_batch_orm()
+            elif self.vendor == "postgresql":
+                count, last = self._run(
+                    "clear expired", sql, [now, *extra, since, now, *extra], fetch="one"
+                )
+                since = last if last is not None else since
+            else:
+                count = self._run("clear expired", sql, [now, *extra])
+            removed += count
+            if sweep is not None:
+                sweep.removed(count)
+            if count < self.batch_size:
+                break
+        return removed
+
+    def _walk(self, where: str, extra: list[Any]) -> tuple[int, int] | None:
+        """On PostgreSQL 14 or later, when the planner expects a quarter of the table or more
+        to have expired: (the table's pages, pages per statement) for a walk through the
+        table in its physical order. Through the index each removed row costs a look-up in
+        a page of its own; in page order, rows that expired together share their pages, as
+        they do in Django's single ``DELETE``, at about a third of the cost."""
+        if connections[self.alias].pg_version < 140000:  # type: ignore[attr-defined]
+            return None  # no TID range scan: each statement would read the whole table
+        tuples, pages, size = self._run(
+            "clear expired",
+            "SELECT reltuples, relpages, pg_relation_size(oid) / current_setting('block_size')"
+            "::int FROM pg_class WHERE oid = %s::regclass",
+            [self.table],
+            fetch="one",
+        )
+        if tuples <= 0 or pages <= 0:  # never analysed: no estimate to go by
+            return None
+        (plan,) = self._run(
+            "clear expired",
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {self.table} WHERE {where}",
+            [self._db_time(utcnow()), *extra],
+            fetch="one",
+        )
+        if plan[0]["Plan"]["Plan Rows"] < tuples / 4:
+            return None
+        return int(size), max(1, int(self.batch_size * pages / tuples))
+
+    def _clear_by_pages(
+        self, where: str, extra: list[Any], pages: int, step: int, sweep: Sweep | None
+    ) -> int:
+        """Expired rows removed ``step`` pages at a time, each statement bounded by its pages
+        (a TID range scan). Pages added meanwhile hold rows written since: not expired."""
+        sql = f"DELETE FROM {self.table} WHERE ctid >= %s::tid AND ctid < %s::tid AND {where}"
+        removed = 0
+        for start in range(0, pages, step):
+            if sweep is not None and sweep.stopped():
+                break
+            now = self._db_time(utcnow())
+            params = [f"({start},0)", f"({start + step},0)", now, *extra]
+            count = self._run("clear expired", sql, params)
+            removed += count
+            if sweep is not None:
+                sweep.removed(count)
+        return removed
+
+    def _clear_batch_orm(self) -> int:
+        expired = self._queryset().filter(expires__lte=_to_django(utcnow()))
+        batch = list(expired.order_by("expires").values_list("pk", flat=True)[: self.batch_size])
+        if not batch:
+            return 0
+        # Checked again as it is removed: a session extended meanwhile stays.
+        return int(expired.filter(pk__in=batch).delete()[0])
+
+    def count_expired(self) -> int:
+        where, _, extra = self._expired_sql()
+        sql = f"SELECT COUNT(*) FROM {self.table} WHERE {where}"
+        return int(self._run("count expired", sql, [self._db_time(utcnow()), *extra], "one")[0])
 
     def user_records(self, user_id: str) -> list[Record]:
         live = self._queryset().filter(user_id=user_id, expires__gt=_to_django(utcnow()))
