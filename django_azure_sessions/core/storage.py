@@ -106,10 +106,11 @@ class Sweep:
 
     Engines remove expired records in bounded batches, each committed on its own, so a run
     stopped between batches (``stopped()``) leaves a store that the next run finishes.
-    ``removed(n)`` is called after each batch with the number it removed.
+    ``removed(n)`` is called after each batch with the number it removed. A run is never
+    stopped before its first batch, so that every run makes headway, however short its time.
     """
 
-    __slots__ = ("count", "halted", "progress", "stop_at")
+    __slots__ = ("batches", "count", "halted", "progress", "stop_at")
 
     def __init__(
         self,
@@ -119,15 +120,17 @@ class Sweep:
         self.stop_at = None if max_runtime is None else time.monotonic() + max_runtime
         self.progress = progress
         self.count = 0
+        self.batches = 0
         self.halted = False  # whether stopped() ended the run early
 
     def stopped(self) -> bool:
         """Whether the run is out of time and should stop before its next batch."""
-        if self.stop_at is not None and time.monotonic() >= self.stop_at:
+        if self.batches and self.stop_at is not None and time.monotonic() >= self.stop_at:
             self.halted = True
         return self.halted
 
     def removed(self, count: int) -> None:
+        self.batches += 1
         self.count += count
         if self.progress is not None and count:
             self.progress(self.count)
