@@ -119,7 +119,7 @@ class Command(BaseCommand):
             return int(call())
         except Exception as exc:  # any store's failure: the operator gets one clear line
             removed = done.count if isinstance(done, Sweep) else done
-            action = "Counting expired" if what == "count" else "Removing expired"
+            action = "Counting" if what == "count" else "Removing"
             raise CommandError(
                 f"{action} {storage.expired_items} of {engine} failed "
                 f"({type(exc).__name__}: {redact(str(exc))}) after {removed} were removed; "
