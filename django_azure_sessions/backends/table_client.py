@@ -517,13 +517,13 @@ class Runner:
         return method(*call.args, **self._kwargs(call, deadline))
 
     def _resends(self, call: Call, exc: Exception) -> bool:
-        """Whether ``call`` goes out once more after ``exc`` (see ``_dropped``)."""
-        if not (call.resend and self._dropped(exc)):
+        """Whether ``call`` goes out once more after ``exc`` (see ``dropped``)."""
+        if not (call.resend and self.dropped(exc)):
             return False
         logger.debug("Table: the connection of a %s was dropped: sending it again", call.method)
         return True
 
-    def _dropped(self, exc: Exception) -> bool:
+    def dropped(self, exc: Exception) -> bool:
         """Whether the connection was closed or reset under the request, without a response.
 
         azure-core retries that itself, except for a POST, which a transaction is: a pooled
