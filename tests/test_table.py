@@ -644,6 +644,8 @@ def test_a_stopped_cleanup_leaves_a_store_the_next_run_finishes(
 ) -> None:
     monkeypatch.setattr(table, "BATCH", 2)  # a session a transaction: many batches
     storage = _fresh_storage(azurite, f"sweep{'async' if is_async else 'sync'}")
+    if not is_async:  # the sync path in threads, as where no event loop of its own may run
+        monkeypatch.setattr(storage.runner, "may_run_a_loop", lambda: False)
     ago = utcnow() - datetime.timedelta(hours=2)
     live = set(_bulk_sessions(storage, 20, utcnow() + datetime.timedelta(days=1)))
     live |= {_stored(storage, "ann").key for _ in range(3)}

@@ -34,6 +34,7 @@ written without it read their Timestamp instead.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import datetime
 import hashlib
@@ -849,7 +850,12 @@ class TableStorage(Storage):
     def clear_expired(self, sweep: Sweep | None = None) -> int:
         """Remove the due sessions with their expiry entries, partitions side by side; then
         their user entries; then any user entry whose session is gone (the repair). Stopped
-        between batches (``sweep``), it leaves user entries that the next run's repair finds."""
+        between batches (``sweep``), it leaves user entries that the next run's repair finds.
+
+        Run with the async client where it can be: azure-core's async transactions cost about
+        a third less CPU than its sync ones (each of which starts two thread pools)."""
+        if self.runner.may_run_a_loop():
+            return asyncio.run(self.aclear_expired(sweep))
         reporter = _Sweep(sweep)
         removed = self.runner.run_all(
             [self._clear_partition(p, reporter) for p in self._partitions()]

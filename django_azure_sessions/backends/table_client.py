@@ -573,6 +573,24 @@ class Runner:
         with concurrent.futures.ThreadPoolExecutor(min(self.workers, len(steps))) as pool:
             return list(pool.map(self.run, steps))
 
+    def may_run_a_loop(self) -> bool:
+        """Whether sync code may run the async client in an event loop of its own, here: the
+        aio client is installed, ``OPTIONS`` names no (sync) transport, and no event loop runs
+        in this thread."""
+        if "transport" in self.connection.options:
+            return False
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return False
+        try:
+            import_tables_aio()
+        except ImportError:
+            return False
+        return True
+
     async def aclient(self) -> Any:
         loop = asyncio.get_running_loop()
         entry = self._async_clients.get(loop)
