@@ -523,7 +523,7 @@ class TableStorage(Storage):
                 ops = [index_op, ("delete", session)]
             else:
                 try:
-                    entity = yield from self._reliably(self._get(key))
+                    entity = yield from self._reliably(self._get(key, "Expires"))
                 except self._not_found:
                     removals.append(_Removal([index_op], key, entry.get("UserId")))
                     continue
