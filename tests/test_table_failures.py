@@ -520,3 +520,60 @@ def test_what_the_service_answers_decides_outage_or_error(
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_cleanup_while_connections_are_reset_removes_every_expired_session(
+    own_azurite: Azurite,
+    stalling_proxy: type[StallingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+    is_async: bool,
+) -> None:
+    """Removals and reads whose connection is reset go out again: the run ends, with every
+    expired session and its entries gone, every live one kept."""
+    monkeypatch.setattr(table, "BATCH", 8)  # many transactions, so many of them meet a reset
+    proxy = stalling_proxy("127.0.0.1", own_azurite.port)
+    proxied = Azurite(own_azurite.workdir, port=proxy.port)
+    with store(proxied) as engine:
+        storage = storage_of(engine)
+        namespace = f"reset{uuid.uuid4().hex[:8]}"
+        storage.namespace = namespace  # a fresh key space in the module's table
+        if not is_async:  # the sync path in threads, as where no event loop of its own may run
+            monkeypatch.setattr(storage.runner, "may_run_a_loop", lambda: False)
+        now = utcnow()
+        made: dict[bool, set[str]] = {True: set(), False: set()}
+        for number in range(160):
+            alive = number % 4 == 0
+            record = Record(
+                keys.storage_id(keys.new_key()),
+                b"data",
+                now + datetime.timedelta(hours=1 if alive else -2),
+                user_id=f"user{number % 7}" if number % 2 else None,
+                updated=now,
+            )
+            assert storage.create(record) is not None
+            made[alive].add(record.key)
+
+        done = threading.Event()
+
+        def reset() -> None:
+            while not done.wait(0.15):
+                proxy.drop()
+
+        resetter = threading.Thread(target=reset, daemon=True)
+        resetter.start()
+        try:
+            removed = run(is_async, storage.aclear_expired if is_async else storage.clear_expired)
+        finally:
+            done.set()
+            resetter.join()
+        assert removed == len(made[False])
+        rows = {
+            entity["RowKey"].rsplit(".", 1)[-1]
+            for entity in storage.raw_client().query_entities(
+                "PartitionKey ge @lo and PartitionKey lt @hi",
+                parameters={"lo": f"{namespace}.", "hi": f"{namespace}/"},
+            )
+        }
+        assert rows == made[True]
+        assert storage.count_expired() == 0

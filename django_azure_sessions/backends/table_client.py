@@ -517,13 +517,13 @@ class Runner:
         return method(*call.args, **self._kwargs(call, deadline))
 
     def _resends(self, call: Call, exc: Exception) -> bool:
-        """Whether ``call`` goes out once more after ``exc`` (see ``_dropped``)."""
-        if not (call.resend and self._dropped(exc)):
+        """Whether ``call`` goes out once more after ``exc`` (see ``dropped``)."""
+        if not (call.resend and self.dropped(exc)):
             return False
         logger.debug("Table: the connection of a %s was dropped: sending it again", call.method)
         return True
 
-    def _dropped(self, exc: Exception) -> bool:
+    def dropped(self, exc: Exception) -> bool:
         """Whether the connection was closed or reset under the request, without a response.
 
         azure-core retries that itself, except for a POST, which a transaction is: a pooled
@@ -572,6 +572,24 @@ class Runner:
             return [self.run(item) for item in steps]
         with concurrent.futures.ThreadPoolExecutor(min(self.workers, len(steps))) as pool:
             return list(pool.map(self.run, steps))
+
+    def may_run_a_loop(self) -> bool:
+        """Whether sync code may run the async client in an event loop of its own, here: the
+        aio client is installed, ``OPTIONS`` names no (sync) transport, and no event loop runs
+        in this thread."""
+        if "transport" in self.connection.options:
+            return False
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return False
+        try:
+            import_tables_aio()
+        except ImportError:
+            return False
+        return True
 
     async def aclient(self) -> Any:
         loop = asyncio.get_running_loop()
