@@ -257,10 +257,10 @@ class Storage(abc.ABC):
         many were removed. With a ``sweep``, report each batch to ``sweep.removed()`` and stop
         between batches once ``sweep.stopped()``."""
 
+    @abc.abstractmethod
     def count_expired(self) -> int:
         """How many ``expired_items`` a ``clear_expired()`` run would remove now (an estimate
         where the store cannot know without reading every session), removing nothing."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def user_records(self, user_id: str) -> list[Record]:
