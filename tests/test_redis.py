@@ -602,7 +602,7 @@ class StopAfter(Sweep):
 
     def __init__(self, batches: int) -> None:
         super().__init__()
-        self.batches = batches
+        self.limit = batches
         self.counts: list[int] = []
 
     def removed(self, count: int) -> None:
@@ -610,7 +610,7 @@ class StopAfter(Sweep):
         self.counts.append(count)
 
     def stopped(self) -> bool:
-        return len(self.counts) >= self.batches
+        return len(self.counts) >= self.limit
 
 
 class TestSweep:
@@ -645,10 +645,12 @@ class TestSweep:
         assert storage().clear_expired(Sweep(progress=totals.append)) == gone
         assert totals == [2, 4, 5]
 
-    def test_a_sweep_out_of_time_removes_nothing(self, gone: int) -> None:
+    def test_a_sweep_out_of_time_still_does_its_first_batch(self, gone: int) -> None:
         store = storage()
-        assert store.clear_expired(Sweep(max_runtime=0)) == 0
-        assert store.clear_expired() == gone
+        sweep = Sweep(max_runtime=0)
+        assert store.clear_expired(sweep) == 2
+        assert sweep.halted
+        assert store.clear_expired() == gone - 2
 
     def test_count_expired_counts_entries_past_their_score_and_removes_none(
         self, any_redis: type[SessionStore]
