@@ -488,7 +488,7 @@ class RedisStorage(Storage):
             missing += [key for key, value in zip(batch, values, strict=True) if value is None]
         return records, damaged, missing
 
-    def _clear_expired(self, sweep: Sweep | None) -> Steps[Request, int]:
+    def _clear_expired(self, sweep: Sweep) -> Steps[Request, int]:
         """Prune each user index of its entries past their score, then of those whose session
         is gone (expired, evicted, deleted by hand); count both.
 
@@ -496,9 +496,7 @@ class RedisStorage(Storage):
         stopped between batches leaves indexes that the next run prunes."""
         pruned = 0
         keys = yield from self._listing("keys", self._index_pattern)
-        while not (sweep is not None and sweep.stopped()) and (
-            indexes := (yield from self._listing("next", keys))
-        ):
+        while not sweep.stopped() and (indexes := (yield from self._listing("next", keys))):
             before = pruned
             now = _now_ms()
             commands: list[tuple[Any, ...]] = []
@@ -518,8 +516,7 @@ class RedisStorage(Storage):
                 found = yield from self._list(commands)
                 gone += [entry for entry, exists in zip(batch, found, strict=True) if not exists]
             pruned += yield from self._prune(gone)
-            if sweep is not None:
-                sweep.removed(pruned - before)
+            sweep.removed(pruned - before)
         return pruned
 
     def _count_expired(self) -> Steps[Request, int]:
@@ -767,7 +764,7 @@ class RedisStorage(Storage):
 
     def clear_expired(self, sweep: Sweep | None = None) -> int:
         """Data keys expire by themselves: prune the user indexes, and count what was pruned."""
-        return self._drive(self._clear_expired(sweep))
+        return self._drive(self._clear_expired(sweep or Sweep()))
 
     def count_expired(self) -> int:
         """The user-index entries past their score (entries of sessions deleted or evicted
@@ -881,7 +878,7 @@ class RedisStorage(Storage):
         await self._adrive(self._delete_steps(key))
 
     async def aclear_expired(self, sweep: Sweep | None = None) -> int:
-        return await self._adrive(self._clear_expired(sweep))
+        return await self._adrive(self._clear_expired(sweep or Sweep()))
 
     async def acount_expired(self) -> int:
         return await self._adrive(self._count_expired())

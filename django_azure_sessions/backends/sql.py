@@ -446,6 +446,7 @@ class SQLStorage(Storage):
         return where, sql, extra
 
     def clear_expired(self, sweep: Sweep | None = None) -> int:
+        sweep = sweep or Sweep()
         where, sql, extra = self._expired_sql()
         if self.vendor == "postgresql":
             walk = self._walk(where, extra)
@@ -453,7 +454,7 @@ class SQLStorage(Storage):
                 return self._clear_by_pages(where, extra, *walk, sweep)
         removed = 0
         since = self._db_time(datetime.datetime(1, 1, 2, tzinfo=datetime.timezone.utc))
-        while sweep is None or not sweep.stopped():
+        while not sweep.stopped():
             now = self._db_time(utcnow())
             if not sql:
                 count = self._clear_batch_orm()
@@ -465,8 +466,7 @@ class SQLStorage(Storage):
             else:
                 count = self._run("clear expired", sql, [now, *extra])
             removed += count
-            if sweep is not None:
-                sweep.removed(count)
+            sweep.removed(count)
             if count < self.batch_size:
                 break
         return removed
@@ -477,15 +477,16 @@ class SQLStorage(Storage):
         table in its physical order. Through the index each removed row costs a look-up in
         a page of its own; in page order, rows that expired together share their pages, as
         they do in Django's single ``DELETE``, at about a third of the cost."""
-        if connections[self.alias].pg_version < 140000:  # type: ignore[attr-defined]
-            return None  # no TID range scan: each statement would read the whole table
-        tuples, pages, size = self._run(
+        version, tuples, pages, size = self._run(
             "clear expired",
-            "SELECT reltuples, relpages, pg_relation_size(oid) / current_setting('block_size')"
-            "::int FROM pg_class WHERE oid = %s::regclass",
+            "SELECT current_setting('server_version_num')::int, reltuples, relpages, "
+            "pg_relation_size(oid) / current_setting('block_size')::int FROM pg_class "
+            "WHERE oid = %s::regclass",
             [self.table],
             fetch="one",
         )
+        if version < 140000:
+            return None  # no TID range scan: each statement would read the whole table
         if tuples <= 0 or pages <= 0:  # never analysed: no estimate to go by
             return None
         (plan,) = self._run(
@@ -499,21 +500,20 @@ class SQLStorage(Storage):
         return int(size), max(1, int(self.batch_size * pages / tuples))
 
     def _clear_by_pages(
-        self, where: str, extra: list[Any], pages: int, step: int, sweep: Sweep | None
+        self, where: str, extra: list[Any], pages: int, step: int, sweep: Sweep
     ) -> int:
         """Expired rows removed ``step`` pages at a time, each statement bounded by its pages
         (a TID range scan). Pages added meanwhile hold rows written since: not expired."""
         sql = f"DELETE FROM {self.table} WHERE ctid >= %s::tid AND ctid < %s::tid AND {where}"
         removed = 0
         for start in range(0, pages, step):
-            if sweep is not None and sweep.stopped():
+            if sweep.stopped():
                 break
             now = self._db_time(utcnow())
             params = [f"({start},0)", f"({start + step},0)", now, *extra]
             count = self._run("clear expired", sql, params)
             removed += count
-            if sweep is not None:
-                sweep.removed(count)
+            sweep.removed(count)
         return removed
 
     def _clear_batch_orm(self) -> int:

@@ -42,7 +42,6 @@ import json
 import logging
 import re
 import string
-import threading
 from collections.abc import Iterable
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
@@ -609,7 +608,7 @@ class TableStorage(Storage):
                     raise
         return removals
 
-    def _clear_partition(self, partition: str, sweep: _Sweep) -> Steps[list[_Removal]]:
+    def _clear_partition(self, partition: str, sweep: Sweep) -> Steps[list[_Removal]]:
         if sweep.stopped():
             return []
         removals = yield from self._removals(partition, utcnow())
@@ -625,7 +624,7 @@ class TableStorage(Storage):
     def _count_partition(self, partition: str) -> Steps[int]:
         return len((yield from self._reliably(self._due(partition, utcnow(), "RowKey"))))
 
-    def _clear_users(self, partition: str, keys: list[str], sweep: _Sweep) -> Steps[None]:
+    def _clear_users(self, partition: str, keys: list[str], sweep: Sweep) -> Steps[None]:
         for batch in _chunks(keys, BATCH):
             if sweep.stopped():
                 return  # the next run's repair removes the rest (see _stale)
@@ -657,7 +656,7 @@ class TableStorage(Storage):
             return True
         return not owned and entry.metadata["timestamp"] < settled
 
-    def _prune(self, partition: str, entries: list[Any], sweep: _Sweep) -> Steps[int]:
+    def _prune(self, partition: str, entries: list[Any], sweep: Sweep) -> Steps[int]:
         """Remove the user entries ``entries`` of ``partition`` unless changed meanwhile (a
         sign-in): in transactions of ``BATCH``; return how many were removed."""
         removals = [
@@ -708,7 +707,7 @@ class TableStorage(Storage):
             if self._stale(entry, entity, owned, now):
                 stale.append(entry)
         if stale:
-            self._pruned((yield from self._prune(partition, stale, _Sweep(None))))
+            self._pruned((yield from self._prune(partition, stale, Sweep())))
         return sorted(records, key=lambda record: record.key)
 
     def _user_entries(self) -> Steps[list[Any]]:
@@ -785,7 +784,7 @@ class TableStorage(Storage):
         steps = [self._stale_entries(p, found) for p, found in by_partition.items()]
         return [*steps, _done(unnamed)] if unnamed else steps
 
-    def _prunes(self, stale: Iterable[list[Any]], sweep: _Sweep) -> list[Steps[int]]:
+    def _prunes(self, stale: Iterable[list[Any]], sweep: Sweep) -> list[Steps[int]]:
         by_user: dict[str, list[Any]] = {}
         for entry in (entry for group in stale for entry in group):
             by_user.setdefault(entry["PartitionKey"], []).append(entry)
@@ -840,7 +839,7 @@ class TableStorage(Storage):
     def _partitions(self) -> list[str]:
         return [f"{self.namespace}.s.{name}" for name in self.shards]
 
-    def _user_batches(self, removed: Iterable[list[_Removal]], sweep: _Sweep) -> list[Steps[None]]:
+    def _user_batches(self, removed: Iterable[list[_Removal]], sweep: Sweep) -> list[Steps[None]]:
         by_user: dict[str, list[str]] = {}
         for removal in (item for group in removed for item in group):
             if removal.user_id is not None:
@@ -856,15 +855,16 @@ class TableStorage(Storage):
         a third less CPU than its sync ones (each of which starts two thread pools)."""
         if self.runner.may_run_a_loop():
             return asyncio.run(self.aclear_expired(sweep))
-        reporter = _Sweep(sweep)
+        sweep = sweep or Sweep()
+        before = sweep.count
         removed = self.runner.run_all(
-            [self._clear_partition(p, reporter) for p in self._partitions()]
+            [self._clear_partition(p, sweep) for p in self._partitions()]
         )
-        self.runner.run_all(self._user_batches(removed, reporter))
-        if not reporter.stopped():
+        self.runner.run_all(self._user_batches(removed, sweep))
+        if not sweep.stopped():
             stale = self.runner.run_all(self._checks(self.runner.run(self._user_entries())))
-            self._pruned(sum(self.runner.run_all(self._prunes(stale, reporter))))
-        return reporter.count
+            self._pruned(sum(self.runner.run_all(self._prunes(stale, sweep))))
+        return sweep.count - before
 
     def count_expired(self) -> int:
         return sum(self.runner.run_all([self._count_partition(p) for p in self._partitions()]))
@@ -891,17 +891,18 @@ class TableStorage(Storage):
         await self.runner.arun(self._delete(key), "delete", Deadline(self.timeout))
 
     async def aclear_expired(self, sweep: Sweep | None = None) -> int:
-        reporter = _Sweep(sweep)
+        sweep = sweep or Sweep()
+        before = sweep.count
         removed = await self.runner.arun_all(
-            [self._clear_partition(p, reporter) for p in self._partitions()]
+            [self._clear_partition(p, sweep) for p in self._partitions()]
         )
-        await self.runner.arun_all(self._user_batches(removed, reporter))
-        if not reporter.stopped():
+        await self.runner.arun_all(self._user_batches(removed, sweep))
+        if not sweep.stopped():
             stale = await self.runner.arun_all(
                 self._checks(await self.runner.arun(self._user_entries()))
             )
-            self._pruned(sum(await self.runner.arun_all(self._prunes(stale, reporter))))
-        return reporter.count
+            self._pruned(sum(await self.runner.arun_all(self._prunes(stale, sweep))))
+        return sweep.count - before
 
     async def acount_expired(self) -> int:
         return sum(
@@ -931,24 +932,6 @@ def _done(value: T) -> Steps[T]:
 def _count(removed: list[_Removal]) -> int:
     """The sessions ``removed`` removed (not counting entries whose session was gone)."""
     return sum(len(removal.ops) == 2 for removal in removed)
-
-
-class _Sweep:
-    """A ``Sweep`` (or none) as partitions cleaned side by side, in threads, report to it."""
-
-    def __init__(self, sweep: Sweep | None) -> None:
-        self.sweep = sweep
-        self.count = 0
-        self.lock = threading.Lock()
-
-    def stopped(self) -> bool:
-        return self.sweep is not None and self.sweep.stopped()
-
-    def removed(self, count: int) -> None:
-        with self.lock:
-            self.count += count
-            if self.sweep is not None:
-                self.sweep.removed(count)
 
 
 class SessionStore(StoreSession):

@@ -10,6 +10,7 @@ import abc
 import dataclasses
 import datetime
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar
@@ -106,11 +107,13 @@ class Sweep:
 
     Engines remove expired records in bounded batches, each committed on its own, so a run
     stopped between batches (``stopped()``) leaves a store that the next run finishes.
-    ``removed(n)`` is called after each batch with the number it removed. A run is never
-    stopped before its first batch, so that every run makes headway, however short its time.
+    ``removed(n)`` is called after each batch with the number it removed, from any thread (an
+    engine may clean partitions side by side). A run is never stopped before its first batch,
+    so that every run makes headway, however short its time. Engines given no sweep use
+    ``Sweep()``, which never stops.
     """
 
-    __slots__ = ("batches", "count", "halted", "progress", "stop_at")
+    __slots__ = ("batches", "count", "halted", "lock", "progress", "stop_at")
 
     def __init__(
         self,
@@ -122,6 +125,7 @@ class Sweep:
         self.count = 0
         self.batches = 0
         self.halted = False  # whether stopped() ended the run early
+        self.lock = threading.Lock()
 
     def stopped(self) -> bool:
         """Whether the run is out of time and should stop before its next batch."""
@@ -130,10 +134,11 @@ class Sweep:
         return self.halted
 
     def removed(self, count: int) -> None:
-        self.batches += 1
-        self.count += count
-        if self.progress is not None and count:
-            self.progress(self.count)
+        with self.lock:
+            self.batches += 1
+            self.count += count
+            if self.progress is not None and count:
+                self.progress(self.count)
 
 
 def utcnow() -> datetime.datetime:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -75,7 +76,7 @@ class Command(BaseCommand):
             return
         storage = store.get_storage()
         if options["dry_run"]:
-            count = self._attempt(storage.count_expired, storage, engine, "count", 0)
+            count = self._attempt(storage.count_expired, storage, engine, "Counting")
             if options["verbosity"] >= 1:
                 self.stdout.write(
                     f"{count} {storage.expired_items} would be removed from {engine} "
@@ -89,16 +90,18 @@ class Command(BaseCommand):
     ) -> None:
         bar = None
         if verbosity >= 1 and self.stdout.isatty():
-            total = self._attempt(storage.count_expired, storage, engine, "count", 0)
+            total = self._attempt(storage.count_expired, storage, engine, "Counting")
             bar = ProgressBar(self.stdout, total, storage.expired_items)
         sweep = Sweep(max_runtime, bar.update if bar else None)
         started = time.monotonic()
-        removed = self._attempt(lambda: storage.clear_expired(sweep), storage, engine, "", sweep)
+        removed = self._attempt(
+            lambda: storage.clear_expired(sweep), storage, engine, "Removing", sweep
+        )
         if bar is not None:
             bar.finish()
         took = time.monotonic() - started
         if sweep.halted:
-            left = self._attempt(storage.count_expired, storage, engine, "count", removed)
+            left = self._attempt(storage.count_expired, storage, engine, "Counting", sweep)
             if verbosity >= 1:
                 self.stdout.write(
                     f"Stopped after {took:.1f} s (--max-runtime): {removed} "
@@ -111,15 +114,19 @@ class Command(BaseCommand):
             )
 
     def _attempt(
-        self, call: Any, storage: Storage, engine: str, what: str, done: Sweep | int
+        self,
+        call: Callable[[], int],
+        storage: Storage,
+        engine: str,
+        action: str,
+        sweep: Sweep | None = None,
     ) -> int:
         """``call()``, with a failure turned into a CommandError (exit status 1) that says
-        what was done before it; secrets are redacted from the store's message."""
+        what ``sweep`` removed before it; secrets are redacted from the store's message."""
         try:
-            return int(call())
+            return call()
         except Exception as exc:  # any store's failure: the operator gets one clear line
-            removed = done.count if isinstance(done, Sweep) else done
-            action = "Counting" if what == "count" else "Removing"
+            removed = sweep.count if sweep is not None else 0
             raise CommandError(
                 f"{action} {storage.expired_items} of {engine} failed "
                 f"({type(exc).__name__}: {redact(str(exc))}) after {removed} were removed; "
