@@ -366,7 +366,7 @@ class TestStorage:
         assert store.clear_expired() == 1
         assert store.clear_expired() == 0
         assert async_to_sync(store.aclear_expired)() == 0
-        assert [m.decode() for m in store.client.zrange(user_key, 0, -1)] == ["b" * 64]
+        assert store.client.zrange(user_key, 0, -1) == [bytes.fromhex("b" * 64)]
         assert [r.key for r in store.user_records("5")] == ["b" * 64]
         assert 0 < store.client.pttl(user_key) <= 2 * 3600 * 1000
 
@@ -571,8 +571,8 @@ class TestIndexRepair:
         for stored_id in (first[0], first[1], second[0]):
             raw.delete(store.session_key(stored_id))
         assert store.clear_expired() == 3
-        assert raw.zrange(store.user_key("31"), 0, -1) == [first[2].encode()]
-        assert raw.zrange(store.user_key("32"), 0, -1) == [second[1].encode()]
+        assert raw.zrange(store.user_key("31"), 0, -1) == [bytes.fromhex(first[2])]
+        assert raw.zrange(store.user_key("32"), 0, -1) == [bytes.fromhex(second[1])]
         assert async_to_sync(store.aclear_expired)() == 0
         raw.delete(store.session_key(second[1]))
         assert async_to_sync(store.aclear_expired)() == 1
@@ -587,10 +587,37 @@ class TestIndexRepair:
         store = storage()
         [stored_id] = signed_in("41", 1)
         index = store.user_key("41")
-        score = store.client.zscore(index, stored_id)
-        assert store._drive(store._prune([(index, stored_id)])) == 0  # as if found gone
-        assert store.client.zscore(index, stored_id) == score
+        member = bytes.fromhex(stored_id)
+        score = store.client.zscore(index, member)
+        assert store._drive(store._prune([(index, member, stored_id)])) == 0  # as if found gone
+        assert store.client.zscore(index, member) == score
         assert [r.key for r in store.user_records("41")] == [stored_id]
+
+    def test_the_index_holds_hashed_ids_as_bytes_and_still_reads_them_as_hex(
+        self, any_redis: type[SessionStore]
+    ) -> None:
+        """Development builds wrote the 64 hex digits: such entries still list their session,
+        and the engine's own repairs remove them; an entry no session id can have is pruned."""
+        store = storage()
+        new, old, gone = signed_in("51", 3)
+        index = store.user_key("51")
+        raw = store.client
+        score = raw.zscore(index, bytes.fromhex(old))
+        raw.zrem(index, bytes.fromhex(old), bytes.fromhex(gone))
+        raw.zadd(index, {old.encode(): score, gone.encode(): score, b"\xff not an id": score})
+        raw.delete(store.session_key(gone))
+        assert sorted(r.key for r in store.user_records("51")) == sorted([new, old])
+        assert sorted(raw.zrange(index, 0, -1)) == sorted([bytes.fromhex(new), old.encode()])
+        raw.zadd(index, {b"\xff not an id": score})
+        assert store.clear_expired() == 1
+        assert sorted(raw.zrange(index, 0, -1)) == sorted([bytes.fromhex(new), old.encode()])
+
+    def test_unhashed_ids_stay_text(self, redis_engine: type[SessionStore], settings: Any) -> None:
+        settings.AZURE_SESSIONS = {**settings.AZURE_SESSIONS, "HASH_KEYS": False}
+        store = storage()
+        session = saved(**{USER_ID_KEY: "52"})
+        assert store.client.zrange(store.user_key("52"), 0, -1) == [session.session_key.encode()]
+        assert [r.key for r in store.user_records("52")] == [session.session_key]
 
 
 # clearsessions' sweep: progress after each batch of indexes, a stop between batches, resumed

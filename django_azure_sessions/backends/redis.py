@@ -9,7 +9,8 @@ Keys, ``P`` being ``KEY_PREFIX``:
   version and ``SET``s; touch one script that compares it and writes the expiry and the
   last activity in place, leaving the version as it is.
 - ``P u:{<user id>}``, a sorted set per user: the user's session ids, each scored by the time
-  its index entry may be pruned. It expires with its last member.
+  its index entry may be pruned. It expires with its last member. A hashed id (``HASH_KEYS``)
+  is held as its 32 bytes rather than its 64 hex digits.
 
 Only the conditional save of one session must be atomic, so every script and command touches
 exactly one key: the engine runs unchanged on Redis Cluster and behind proxies that reject
@@ -173,6 +174,23 @@ _from_timestamp = datetime.datetime.fromtimestamp
 
 def _ms(when: datetime.datetime) -> int:
     return (when - _EPOCH) // _MS  # exact, where int(timestamp() * 1000) may round down
+
+
+def _member(key: str) -> bytes | str:
+    """How a user index holds session id ``key``: a hashed id as its 32 bytes, half its hex."""
+    return bytes.fromhex(key) if app_settings.HASH_KEYS and is_storage_id(key) else key
+
+
+def _member_id(member: bytes) -> str | None:
+    """The session id that user-index ``member`` stands for (None: bytes no id can be, so
+    the entry is stale). Hashed ids are 64 hex digits, so 32 bytes are one's digest; other
+    members are text: unhashed ids, and hashed ones as development builds wrote them."""
+    if len(member) == 32 and app_settings.HASH_KEYS:
+        return member.hex()
+    try:
+        return member.decode("ascii")
+    except UnicodeDecodeError:
+        return None
 
 
 def _glob_escape(text: str) -> str:
@@ -348,7 +366,7 @@ class RedisStorage(Storage):
         # Cover twice the remaining lifetime: a session saved on every request needs a new
         # index entry about once per lifetime, not once per save.
         indexed = 2 * expires - now
-        return [_script_call(INDEX, self.user_key(user), key, indexed, now)], indexed
+        return [_script_call(INDEX, self.user_key(user), _member(key), indexed, now)], indexed
 
     def _failures(
         self, results: list[Any], key: str, version: Version
@@ -504,15 +522,18 @@ class RedisStorage(Storage):
                 commands += [("ZREMRANGEBYSCORE", index, "-inf", now), ("ZRANGE", index, 0, -1)]
             replies = yield from self._list(commands)
             pruned += sum(replies[0::2])
-            entries = [
-                (index, member.decode())
-                for index, members in zip(indexes, replies[1::2], strict=True)
-                for member in members
-            ]
-            gone = []
+            gone: list[tuple[Any, bytes, str | None]] = []
+            entries: list[tuple[Any, bytes, str]] = []
+            for index, members in zip(indexes, replies[1::2], strict=True):
+                for member in members:
+                    key = _member_id(member)
+                    if key is None:  # no session can have it
+                        gone.append((index, member, None))
+                    else:
+                        entries.append((index, member, key))
             for start in range(0, len(entries), BATCH):
                 batch = entries[start : start + BATCH]
-                commands = [("EXISTS", self.session_key(key)) for _, key in batch]
+                commands = [("EXISTS", self.session_key(key)) for _, _, key in batch]
                 found = yield from self._list(commands)
                 gone += [entry for entry, exists in zip(batch, found, strict=True) if not exists]
             pruned += yield from self._prune(gone)
@@ -533,9 +554,9 @@ class RedisStorage(Storage):
     def _index_pattern(self) -> str:
         return _glob_escape(self._users) + "*"
 
-    def _prune(self, entries: list[tuple[Any, str]]) -> Steps[Request, int]:
-        """Remove the user-index entries ``(index key, session id)`` whose session was found
-        gone, and count them.
+    def _prune(self, entries: list[tuple[Any, bytes, str | None]]) -> Steps[Request, int]:
+        """Remove the user-index entries ``(index key, member, session id)`` whose session was
+        found gone (or that stand for no session id at all), and count them.
 
         Each session is read again in the round trip that removes its entry: one that appeared
         meanwhile (a sign-in writes its index entry first, then the session) gets its entry
@@ -544,36 +565,41 @@ class RedisStorage(Storage):
         pruned = 0
         for start in range(0, len(entries), BATCH):
             batch = entries[start : start + BATCH]
-            commands: list[tuple[Any, ...]] = [("ZREM", index, key) for index, key in batch]
-            commands += [("GET", self.session_key(key)) for _, key in batch]
+            commands: list[tuple[Any, ...]] = [("ZREM", index, m) for index, m, _ in batch]
+            commands += [("GET", self.session_key(key)) for _, _, key in batch if key is not None]
             replies = yield from self._run_steps("prune", Deadline(self.timeout), commands)
             now = _now_ms()
             restore = []
-            removals, values = replies[: len(batch)], replies[len(batch) :]
-            for (index, key), removed, value in zip(batch, removals, values, strict=True):
+            values = iter(replies[len(batch) :])
+            for (index, _, key), removed in zip(batch, replies[: len(batch)], strict=True):
                 if isinstance(removed, Exception):
                     raise removed
-                record = self._record(key, value, now)
+                record = None if key is None else self._record(key, next(values), now)
                 if record is None or record.user_id is None or record.version[1] <= now:
                     pruned += removed
                 elif removed:
-                    restore.append(_script_call(INDEX, index, key, record.version[1], now))
+                    indexed = record.version[1]
+                    restore.append(_script_call(INDEX, index, _member(record.key), indexed, now))
             if restore:
                 yield from self._list(restore)
         return pruned
 
     def _user_records(self, user_id: str) -> Steps[Request, list[Record]]:
         index = self.user_key(user_id)
-        [ids] = yield from self._list([("ZRANGEBYSCORE", index, f"({_now_ms()}", "+inf")])
-        records, _, missing = yield from self._load_many(sorted(i.decode() for i in ids))
-        if missing:  # sessions gone (expired, evicted, deleted by hand): repair the index
+        [members] = yield from self._list([("ZRANGEBYSCORE", index, f"({_now_ms()}", "+inf")])
+        ids = {member: _member_id(member) for member in members}
+        listed = sorted(key for key in ids.values() if key is not None)
+        records, _, missing = yield from self._load_many(listed)
+        gone = {*missing, None}
+        stale = [(index, member, key) for member, key in ids.items() if key in gone]
+        if stale:  # sessions gone (expired, evicted, deleted by hand): repair the index
             try:
-                pruned = yield from self._prune([(index, key) for key in missing])
+                pruned = yield from self._prune(stale)
             except (self._errors.RedisError, SessionStoreUnavailable) as exc:
                 logger.warning(
                     "Redis: a user index lists %d sessions that are gone, and removing them "
                     "failed (%s)",
-                    len(missing),
+                    len(stale),
                     type(exc).__name__,
                 )
             else:
