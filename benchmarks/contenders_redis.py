@@ -1,8 +1,9 @@
 """Redis suite: this package's Redis engine, its peers, and raw redis-py as the floor.
 
 All on the same Redis server (``REDIS_URL``), each under its own key prefix, removed at the
-end: Django's cache engine over a django-redis cache, django-redis-sessions, and a raw
-``GET`` + ``SET`` of an already-encoded payload.
+end: Django's cache engine over a django-redis cache, django-redis-sessions, a raw ``GET`` +
+``SET`` of an already-encoded payload, and the same with the payload decoded and encoded by
+this package's codec (the least that an engine keeping sessions signed and deflated pays).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ BASELINE = "django-azure-sessions redis"
 DJANGO_CACHE = "django cache (django-redis)"
 REDIS_SESSIONS = "django-redis-sessions"
 RAW = "raw redis-py"
+RAW_CODEC = "raw redis-py + codec"
 # On loopback most of a Redis command's wall time is the round trip, which no client can
 # shorten (a raw socket GET of the payload takes 60-70 us on the reference machine, where
 # Django's cache engine reads a session in about 90): the wall-time targets are bounded by it.
@@ -86,6 +88,28 @@ class RawRedis(Contender):
         return key
 
 
+class RawRedisCodec(RawRedis):
+    """The floor of an engine that keeps sessions signed and deflated: the floor's GET and
+    SET, plus this package's codec (decode after the GET, encode before the SET) and nothing
+    else: no header, no version check, no session object. What the engine costs beyond it is
+    the engine's own; what it costs beyond the floor, any such engine pays."""
+
+    name = RAW_CODEC
+
+    def setup(self) -> None:
+        super().setup()
+        self.serializer = codec_serializer()
+        self.prefix = PREFIX + "raw-codec:"
+
+    def read(self, handle: Any) -> None:
+        assert codec.decode(self.client.get(handle), "benchmark", self.serializer)["cart"]
+
+    def cycle(self, handle: Any, counter: int) -> None:
+        data = codec.decode(self.client.get(handle), "benchmark", self.serializer)
+        data["counter"] = counter
+        self.client.set(handle, codec.encode(data, "benchmark", self.serializer), ex=TTL)
+
+
 def _delete(prefix: str) -> None:
     import redis
 
@@ -131,4 +155,5 @@ def contenders() -> list[Contender]:
         Cleaned(DJANGO_CACHE, DjangoCacheStore, PREFIX + "cache"),
         Cleaned(REDIS_SESSIONS, redis_sessions.session.SessionStore, PREFIX + "rs"),
         RawRedis(),
+        RawRedisCodec(),
     ]
