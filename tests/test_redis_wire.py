@@ -1,7 +1,9 @@
-"""The Redis engine's thin send path (``backends.redis_wire``) on redis-py's connections.
+"""The Redis engine's thin send path on redis-py's connections.
 
-The engine packs its commands itself and redis-py reads the replies; these tests hold the
-behaviour that depends on it, on RESP2 and RESP3, against real servers.
+The engine hands its commands to a connection of its thread (``pack_commands``,
+``send_packed_command``) and reads the replies with ``read_response``, skipping the client
+layer; these tests hold the behaviour that depends on it, on RESP2 and RESP3, against real
+servers.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from django.conf import settings
 
 from django_azure_sessions import SessionStoreUnavailable
 from django_azure_sessions.backends.redis import UPDATE, SessionStore
-from django_azure_sessions.backends.redis_wire import pack
 
 from .fixtures.engines import configured
 from .fixtures.redis import RedisServer
@@ -99,10 +100,3 @@ class TestBrokenConnections:
         loaded["a"] = 2
         loaded.save()
         assert SessionStore(session.session_key)["a"] == 2
-
-
-def test_pack_writes_what_redis_py_writes() -> None:
-    command = ("EVALSHA", UPDATE.sha, 1, "s:{key}", b"\x00" * 8, b"v" * 300, 1_209_600_000)
-    packed = b"".join(redis.connection.Connection().pack_command(*command))
-    assert pack([command]) == packed
-    assert pack([command, ("GET", "k")]) == packed + b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"

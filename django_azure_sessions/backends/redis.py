@@ -60,7 +60,6 @@ from .redis_connection import (
     import_redis,
     spec_from_settings,
 )
-from .redis_wire import pack
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -713,7 +712,7 @@ class RedisStorage(Storage):
 
     def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send commands in one round trip on this thread's connection; errors are results."""
-        # redis-py's client layer is most of a command's cost in Python: the engine packs its
+        # redis-py's client layer is most of a command's cost in Python: the engine sends its
         # commands and reads the replies on the connection (public API) whenever it has one.
         local = self._thread()
         connection = local.connection
@@ -723,7 +722,7 @@ class RedisStorage(Storage):
             if local.closed:  # connect() asks Sentinel where the master is now
                 connection.connect()
                 local.closed = False
-            connection.send_packed_command([pack(commands)])
+            connection.send_packed_command(connection.pack_commands(commands))
             return [self._reply(connection) for _ in commands]
         except BaseException:
             connection.disconnect()  # a half-read reply must never answer the next command
@@ -743,7 +742,7 @@ class RedisStorage(Storage):
         connection = pool.connection_class(**kwargs)
         try:
             connection.connect()
-            connection.send_packed_command([pack(commands)])
+            connection.send_packed_command(connection.pack_commands(commands))
             return [self._reply(connection) for _ in commands]
         finally:
             connection.disconnect()
