@@ -1,6 +1,9 @@
 """SQL suite: this package's SQL engine, Django's db engine, and raw psycopg as the floor.
 
-All three on the same PostgreSQL database (the test database ``das_benchmarks``).
+All on the same PostgreSQL database (the test database ``das_benchmarks``). Beside the
+floor, two contenders bound what an engine can reach: the floor's statements with the
+payload decoded and encoded by this package's codec, and the same statements and codec
+through Django's ``connection.cursor()`` (what an engine on Django's connections pays).
 """
 
 from __future__ import annotations
@@ -60,17 +63,21 @@ class RawPsycopg(Contender):
     """
 
     name = "raw psycopg"
-    SELECT = (
-        "SELECT data, version, expires, user_id FROM raw_sessions WHERE key = %s AND expires > %s"
-    )
+    table = "raw_sessions"
+    SELECT = "SELECT data, version, expires, user_id FROM {} WHERE key = %s AND expires > %s"
     UPDATE = (
-        "UPDATE raw_sessions SET data = %s, expires = %s, user_id = %s,"
+        "UPDATE {} SET data = %s, expires = %s, user_id = %s,"
         " version = version + 1, updated = %s WHERE key = %s AND version = %s"
     )
     INSERT = (
-        "INSERT INTO raw_sessions (key, data, expires, user_id, version, created, updated)"
+        "INSERT INTO {} (key, data, expires, user_id, version, created, updated)"
         " VALUES (%s, %s, %s, %s, 1, %s, %s)"
     )
+
+    def __init__(self) -> None:
+        self.SELECT, self.UPDATE, self.INSERT = (
+            sql.format(self.table) for sql in (self.SELECT, self.UPDATE, self.INSERT)
+        )
 
     def setup(self) -> None:
         import psycopg
@@ -86,12 +93,12 @@ class RawPsycopg(Contender):
             autocommit=True,
         )
         self.connection.execute(
-            "CREATE TABLE raw_sessions (LIKE django_azure_sessions INCLUDING ALL)"
+            f"CREATE TABLE {self.table} (LIKE django_azure_sessions INCLUDING ALL)"
         )
         self.payload = codec.encode(PAYLOAD, "benchmark", codec_serializer())
 
     def teardown(self) -> None:
-        self.connection.execute("DROP TABLE raw_sessions")
+        self.connection.execute(f"DROP TABLE {self.table}")
         self.connection.close()
 
     def prepare(self, count: int) -> list[Any]:
@@ -123,6 +130,66 @@ class RawPsycopg(Contender):
         return key
 
 
+class RawPsycopgCodec(RawPsycopg):
+    """The floor, with the payload decoded after the ``SELECT`` and encoded before the
+    ``UPDATE`` by this package's codec: no session object, no version conflict handling."""
+
+    name = "raw psycopg + codec"
+    table = "raw_sessions_codec"
+
+    def setup(self) -> None:
+        super().setup()
+        self.serializer = codec_serializer()
+
+    def read(self, handle: Any) -> None:
+        row = self._select(handle)
+        assert codec.decode(row[0], "benchmark", self.serializer)["cart"]
+
+    def cycle(self, handle: Any, counter: int) -> None:
+        row = self._select(handle)
+        data = codec.decode(row[0], "benchmark", self.serializer)
+        data["counter"] = counter
+        now = _now()
+        payload = codec.encode(data, "benchmark", self.serializer)
+        params = (payload, now + LIFETIME, row[3], now, handle, row[1])
+        self.connection.execute(self.UPDATE, params, prepare=True)
+
+
+class DjangoCursorCodec(RawPsycopgCodec):
+    """The same statements and codec through Django's ``connection.cursor()`` (its
+    connection handling, its cursor wrapper and, unless ``--prepared``, client-side binding):
+    what any engine that uses Django's database connections pays."""
+
+    name = "django cursor + codec"
+    table = "raw_sessions_django"
+
+    def _execute(self, sql: str, params: Any) -> Any:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone() if sql.startswith("SELECT") else None
+
+    def _select(self, handle: Any) -> Any:
+        row = self._execute(self.SELECT, (handle, _now()))
+        assert row is not None
+        return row
+
+    def cycle(self, handle: Any, counter: int) -> None:
+        row = self._select(handle)
+        data = codec.decode(row[0], "benchmark", self.serializer)
+        data["counter"] = counter
+        now = _now()
+        payload = codec.encode(data, "benchmark", self.serializer)
+        self._execute(self.UPDATE, (payload, now + LIFETIME, row[3], now, handle, row[1]))
+
+    def create(self) -> Any:
+        key = keys.new_key()
+        now = _now()
+        self._execute(self.INSERT, (key, self.payload, now + LIFETIME, "1042", now, now))
+        return key
+
+
 LIFETIME = datetime.timedelta(weeks=2)
 
 
@@ -141,4 +208,6 @@ def contenders() -> list[Contender]:
         SessionStoreContender(BASELINE, SQLStore),
         SessionStoreContender("django db", DjangoDBStore),
         RawPsycopg(),
+        RawPsycopgCodec(),
+        DjangoCursorCodec(),
     ]
