@@ -135,7 +135,11 @@ def network(address: str | None, prefix: tuple[int, int] | None) -> str | None:
     if prefix is None:
         return str(parsed)
     bits = prefix[0] if parsed.version == 4 else prefix[1]
-    return str(ipaddress.ip_network((parsed, bits), strict=False))
+    host_bits = parsed.max_prefixlen - bits
+    if not 0 <= host_bits <= parsed.max_prefixlen:
+        raise ValueError(f"{bits} is not a prefix length of an IPv{parsed.version} address")
+    # ip_network((parsed, bits), strict=False) writes the same text, at twice the cost.
+    return f"{type(parsed)(int(parsed) >> host_bits << host_bits)}/{bits}"
 
 
 def observed_device(meta: Mapping[str, Any]) -> Device | None:
