@@ -32,6 +32,8 @@ from .storage import Record
 
 MAX_USER_AGENT = 256
 logger = logging.getLogger("django_azure_sessions")
+# json.dumps() with separators builds an encoder on every call.
+_json_encoder = json.JSONEncoder(separators=(",", ":"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +61,7 @@ class Device:
             fields["ua"] = self.user_agent
         if self.address:
             fields["ip"] = self.address
-        return json.dumps(fields, separators=(",", ":")) if fields else None
+        return _json_encoder.encode(fields) if fields else None
 
     @property
     def browser(self) -> str:
