@@ -123,6 +123,7 @@ def client_address(meta: Mapping[str, Any], trusted_proxies: int) -> str | None:
     return address or None
 
 
+@functools.lru_cache(maxsize=1024)
 def network(address: str | None, prefix: tuple[int, int] | None) -> str | None:
     """``address`` cut to its network (IPv4, IPv6 bits of ``prefix``); None if it is not an
     address."""
