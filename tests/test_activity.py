@@ -5,6 +5,7 @@ request that loaded the session before it was revoked."""
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -189,6 +190,21 @@ def test_client_address(meta: dict[str, str], proxies: int, expected: str) -> No
 )
 def test_network(address: str, prefix: tuple[int, int] | None, expected: str | None) -> None:
     assert activity.network(address, prefix) == expected
+
+
+@pytest.mark.parametrize("address", ["198.51.100.77", "255.255.255.255", "2001:db8:1:2:3:4:5:6"])
+def test_network_writes_what_ip_network_writes(address: str) -> None:
+    parsed = ipaddress.ip_address(address)
+    for bits in range(parsed.max_prefixlen + 1):
+        expected = str(ipaddress.ip_network((parsed, bits), strict=False))
+        assert activity.network(address, (bits, bits)) == expected
+
+
+@pytest.mark.parametrize("prefix", [(33, 48), (-1, 48), (24, 129)])
+def test_network_refuses_a_prefix_length_out_of_range(prefix: tuple[int, int]) -> None:
+    address = "2001:db8::1" if prefix[1] > 128 else "198.51.100.77"
+    with pytest.raises(ValueError, match="not a prefix length"):
+        activity.network(address, prefix)
 
 
 def test_user_agents_read_as_people_say_them() -> None:
