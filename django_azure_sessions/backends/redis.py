@@ -8,9 +8,12 @@ Keys, ``P`` being ``KEY_PREFIX``:
   Load is one ``GET``; create one ``SET NX PX``; update one script that compares the 8-byte
   version and ``SET``s; touch one script that compares it and writes the expiry and the
   last activity in place, leaving the version as it is.
-- ``P u:{<user id>}``, a sorted set per user: the user's session ids, each scored by the time
-  its index entry may be pruned. It expires with its last member. A hashed id (``HASH_KEYS``)
-  is held as its 32 bytes rather than its 64 hex digits.
+- ``P u:{<user id>}``, a sorted set per user: the user's session ids, each scored by the
+  second from which its index entry may be pruned. It expires with its last member.
+
+A hashed session id (``HASH_KEYS``, 64 hex digits) is written in key names as the 43
+base64url characters of its 32 bytes, and in the user index as the 32 bytes: every byte of a
+session's keys costs memory on a store that is all in memory.
 
 Only the conditional save of one session must be atomic, so every script and command touches
 exactly one key: the engine runs unchanged on Redis Cluster and behind proxies that reject
@@ -32,6 +35,8 @@ is logged as suspicious and read as no session.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import datetime
 import hashlib
 import heapq
@@ -124,8 +129,9 @@ end
 return 1
 """)
 
-# ARGV: session id, score (ms), now (ms). Scores only grow; the set lives as long as its top.
-# (PTTL of a key without expiry is -1: the first write sets it.)
+# ARGV: session id (see _member), score, now (whole seconds since the epoch: a set of one entry
+# then fits a smaller allocation than with milliseconds). Scores only grow; the set lives as
+# long as its top. (TTL of a key without expiry is -1: the first write sets it.)
 INDEX = _script("""
 local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not old or tonumber(old) < tonumber(ARGV[2]) then
@@ -133,7 +139,7 @@ if not old or tonumber(old) < tonumber(ARGV[2]) then
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 local ttl = tonumber(ARGV[2]) - tonumber(ARGV[3])
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
 return 1
 """)
 
@@ -164,6 +170,16 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _score(ms: int) -> int:
+    """A user-index score: ``ms`` rounded up to a whole second, so an entry never goes early."""
+    return -(-ms // 1000)
+
+
+def _index_call(index: str, key: str, indexed: int, now: int) -> tuple[Any, ...]:
+    """The INDEX script: session ``key``'s entry in ``index`` kept until ``indexed`` (ms)."""
+    return _script_call(INDEX, index, _member(key), _score(indexed), now // 1000)
+
+
 _UTC = datetime.timezone.utc
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
 _MS = datetime.timedelta(milliseconds=1)
@@ -173,6 +189,26 @@ _from_timestamp = datetime.datetime.fromtimestamp
 
 def _ms(when: datetime.datetime) -> int:
     return (when - _EPOCH) // _MS  # exact, where int(timestamp() * 1000) may round down
+
+
+_HASHED_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def _name(key: str) -> str:
+    """Session id ``key`` as its key's name holds it: a hashed id (64 hex digits) as the 43
+    base64url characters of its 32 bytes, a key name a third shorter."""
+    if len(key) == 64 and _HASHED_ID.fullmatch(key):
+        return base64.urlsafe_b64encode(bytes.fromhex(key)).rstrip(b"=").decode()
+    return key
+
+
+def _id_of(name: str) -> str:
+    """The session id in a key's name (``_name``'s inverse): 43 characters are a hashed id,
+    since an unhashed one has at most 40."""
+    if len(name) == 43:
+        with contextlib.suppress(ValueError):
+            return base64.urlsafe_b64decode(name + "=").hex()
+    return name
 
 
 def _member(key: str) -> bytes | str:
@@ -284,7 +320,7 @@ class RedisStorage(Storage):
     # Keys and records
 
     def session_key(self, key: str) -> str:
-        return f"{self._sessions}{key}}}"
+        return f"{self._sessions}{_name(key)}}}"
 
     def user_key(self, user_id: str) -> str:
         return f"{self._users}{user_id}}}"
@@ -365,7 +401,7 @@ class RedisStorage(Storage):
         # Cover twice the remaining lifetime: a session saved on every request needs a new
         # index entry about once per lifetime, not once per save.
         indexed = 2 * expires - now
-        return [_script_call(INDEX, self.user_key(user), _member(key), indexed, now)], indexed
+        return [_index_call(self.user_key(user), key, indexed, now)], indexed
 
     def _failures(
         self, results: list[Any], key: str, version: Version
@@ -515,7 +551,7 @@ class RedisStorage(Storage):
         keys = yield from self._listing("keys", self._index_pattern)
         while not sweep.stopped() and (indexes := (yield from self._listing("next", keys))):
             before = pruned
-            now = _now_ms()
+            now = _now_ms() // 1000
             commands: list[tuple[Any, ...]] = []
             for index in indexes:
                 commands += [("ZREMRANGEBYSCORE", index, "-inf", now), ("ZRANGE", index, 0, -1)]
@@ -544,7 +580,7 @@ class RedisStorage(Storage):
         count = 0
         keys = yield from self._listing("keys", self._index_pattern)
         while indexes := (yield from self._listing("next", keys)):
-            now = _now_ms()
+            now = _now_ms() // 1000
             replies = yield from self._list([("ZCOUNT", index, "-inf", now) for index in indexes])
             count += sum(replies)
         return count
@@ -577,15 +613,15 @@ class RedisStorage(Storage):
                 if record is None or record.user_id is None or record.version[1] <= now:
                     pruned += removed
                 elif removed:
-                    indexed = record.version[1]
-                    restore.append(_script_call(INDEX, index, _member(record.key), indexed, now))
+                    restore.append(_index_call(index, record.key, record.version[1], now))
             if restore:
                 yield from self._list(restore)
         return pruned
 
     def _user_records(self, user_id: str) -> Steps[Request, list[Record]]:
         index = self.user_key(user_id)
-        [members] = yield from self._list([("ZRANGEBYSCORE", index, f"({_now_ms()}", "+inf")])
+        now = _now_ms() // 1000
+        [members] = yield from self._list([("ZRANGEBYSCORE", index, f"({now}", "+inf")])
         ids = {member: _member_id(member) for member in members}
         listed = sorted(key for key in ids.values() if key is not None)
         records, _, missing = yield from self._load_many(listed)
@@ -620,7 +656,8 @@ class RedisStorage(Storage):
             ids: list[str] = []
             keys = yield from self._listing("keys", self._pattern)
             while batch := (yield from self._listing("next", keys)):
-                ids = _smallest([ids, [key.decode()[offset:-1] for key in batch]], after, wanted)
+                listed = [_id_of(key.decode()[offset:-1]) for key in batch]
+                ids = _smallest([ids, listed], after, wanted)
             found, bad, _ = yield from self._load_many(ids)
             records.extend(found)
             damaged += bad
@@ -638,7 +675,7 @@ class RedisStorage(Storage):
         while True:
             following, found = yield from self._listing("scan", scan)
             offset = len(self._sessions)
-            ids = sorted({key.decode()[offset:-1] for key in found})  # sorted: resumable
+            ids = sorted({_id_of(key.decode()[offset:-1]) for key in found})  # resumable
             if after is not None:
                 ids, after = [i for i in ids if i > after], None
             done = 0
@@ -813,7 +850,7 @@ class RedisStorage(Storage):
         offset = len(self._sessions)
         keys = self.client.scan_iter(match=self._pattern, count=SCAN_COUNT)
         while batch := list(itertools.islice(keys, batch_size)):
-            ids = [key.decode()[offset:-1] for key in batch]
+            ids = [_id_of(key.decode()[offset:-1]) for key in batch]
             found, damaged, _ = self._drive(self._load_many(ids))
             yield from found
             yield from itertools.repeat(None, damaged)
