@@ -3,10 +3,11 @@
 They work the same on every engine of this package: they read and delete through the
 engine's storage, never through its own tables or keys. The ``Session`` model (the SQL
 engine's table) only gives them a place in the admin and their permissions: "view session"
-to browse and inspect, "delete session" to revoke. The one exception is counting: the SQL
-engine's table can count its sessions in one query, so on SQL the list page gives exact
-counts and a chart of every live session; Redis and Table cannot count without reading
-everything, so there the pages say "more" and chart the sessions they read.
+to browse and inspect, "delete session" to revoke. The one exception is counting: a store
+that is a database table (the SQL engine's) gives a queryset (``Storage.queryset()``) that
+counts its sessions in one query, so on SQL the list page gives exact counts and a chart of
+every live session; Redis and Table cannot count without reading everything, so there the
+pages say "more" and chart the sessions they read.
 
 A search (``?q=``) finds users by the user model's ``USERNAME_FIELD`` and ``EMAIL_FIELD``
 (any case) or primary key, and lists their sessions through the per-user index every engine
@@ -263,12 +264,8 @@ def _bucket_counts(records: Iterable[Record], now: datetime.datetime) -> list[in
 def _counted(storage: Storage) -> Any:
     """The live sessions as a queryset where the store can count them cheaply (the SQL
     engine's table), else None."""
-    from .backends.sql import SQLStorage
-
-    if not isinstance(storage, SQLStorage):
-        return None
-    live = Session.objects.using(storage.alias).filter(expires__gt=timezone.now())
-    return live.filter(key__startswith=storage.prefix) if storage.prefix else live
+    sessions = storage.queryset()
+    return None if sessions is None else sessions.filter(expires__gt=timezone.now())
 
 
 def _valid_user_pk(value: str) -> Any:

@@ -196,6 +196,10 @@ class SQLStorage(Storage):
             sql.DATABASE, app_settings.KEY_PREFIX, sql.CLEAR_BATCH_SIZE, app_settings.TIMEOUT
         )
 
+    def queryset(self) -> Any:
+        sessions = Session.objects.using(self.alias)
+        return sessions.filter(key__startswith=self.prefix) if self.prefix else sessions.all()
+
     def describe(self) -> str:
         db = connections[self.alias].settings_dict
         if self.vendor == "sqlite":

@@ -276,6 +276,12 @@ class Storage(abc.ABC):
         """Return up to ``limit`` live records from ``cursor`` (None: the first page; else a
         ``next_cursor`` of this engine), in the engine's order; ValueError on a bad cursor."""
 
+    def queryset(self) -> Any:
+        """This store's sessions as a queryset of ``models.Session``, where it is a table that
+        a database counts in one query (the admin's counts and chart); None where counting
+        means reading every session (the default)."""
+        return None
+
     def records(self, batch_size: int = 500) -> Iterator[Record | None]:
         """Every live record, read ``batch_size`` at a time (in ``page()``'s order; engines that
         can list faster in another order may), and None for each damaged value skipped."""
