@@ -146,7 +146,7 @@ def test_settings_follow_override_settings() -> None:
     assert app_settings.HASH_KEYS is True
     assert app_settings.CONFLICT_RETRIES == 20
     assert app_settings.SQL.DATABASE == "default"
-    assert app_settings.SQL.CLEAR_BATCH_SIZE == 1000
+    assert app_settings.SQL.CLEAR_BATCH_SIZE == 2500
     with override_settings(
         AZURE_SESSIONS={"KEY_PREFIX": "a:", "HASH_KEYS": False, "SQL": {"CLEAR_BATCH_SIZE": 7}}
     ):

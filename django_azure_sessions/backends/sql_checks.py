@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
 
-from ..conf import SETTING_NAME
+from ..conf import SETTING_NAME, SQLSettings
 
 # The section's shape, checked in ``checks.py`` for every section: (not a dict, unknown keys).
 SHAPE_IDS = ("django_azure_sessions.E013", "django_azure_sessions.E010")
@@ -28,12 +28,12 @@ def check_sql(section: dict[str, Any]) -> list[CheckMessage]:
                 id="django_azure_sessions.E011",
             )
         )
-    size = section.get("CLEAR_BATCH_SIZE", 1000)
+    size = section.get("CLEAR_BATCH_SIZE", SQLSettings.CLEAR_BATCH_SIZE)
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
         errors.append(
             Error(
                 f"{SETTING_NAME}['SQL']['CLEAR_BATCH_SIZE'] must be a positive integer.",
-                hint="The default, 1000, keeps each DELETE short.",
+                hint=f"The default, {SQLSettings.CLEAR_BATCH_SIZE}, keeps each DELETE short.",
                 id="django_azure_sessions.E012",
             )
         )
