@@ -54,6 +54,7 @@ from django_azure_sessions.backends.table import (
 )
 from django_azure_sessions.backends.table_checks import check_table
 from django_azure_sessions.backends.table_client import (
+    Call,
     Connection,
     Runner,
     connection_from_settings,
@@ -63,6 +64,7 @@ from django_azure_sessions.backends.table_client import (
 from django_azure_sessions.conf import TableSettings, app_settings
 from django_azure_sessions.core import keys
 from django_azure_sessions.core.session import USER_ID_KEY
+from django_azure_sessions.core.steps import drive
 from django_azure_sessions.core.storage import Record, SessionTooLarge, Sweep, utcnow
 
 from .fixtures.engines import configured
@@ -1409,6 +1411,30 @@ def test_only_a_dropped_connection_counts_as_dropped(error: Exception, dropped: 
     # A rule over exceptions: no client is built, no store is needed.
     nowhere = Connection("http://127.0.0.1:9/devstoreaccount1", "t", "UseDevelopmentStorage=true")
     assert Runner(nowhere, create_table=False, workers=1).dropped(error) is dropped
+
+
+@pytest.mark.parametrize(("resend", "drops", "sent"), [(0, 1, 1), (1, 1, 2), (5, 5, 6), (5, 9, 6)])
+def test_a_call_is_sent_again_as_often_as_it_may_while_its_connection_drops(
+    resend: int, drops: int, sent: int
+) -> None:
+    """The runner's one resend rule, for every call: no store is needed."""
+    nowhere = Connection("http://127.0.0.1:9/devstoreaccount1", "t", "UseDevelopmentStorage=true")
+    runner = Runner(nowhere, create_table=False, workers=1)
+    calls = []
+
+    def perform(call: Call) -> str:
+        calls.append(call)
+        if len(calls) <= drops:
+            raise ServiceRequestError("failed", error=ConnectionResetError(104, "reset by peer"))
+        return "done"
+
+    steps = runner._resending(Call("submit_transaction", resend=resend))
+    if drops < sent:
+        assert drive(steps, perform) == "done"
+    else:
+        with pytest.raises(ServiceRequestError):
+            drive(steps, perform)
+    assert len(calls) == sent
 
 
 def test_a_timed_out_transaction_is_not_sent_again(

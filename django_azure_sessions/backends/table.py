@@ -90,6 +90,13 @@ PAGE = 1000
 # resend a transaction, a POST).
 RESENDS = 5
 
+
+def _reliable(call: Call) -> Call:
+    """``call``, sent again up to ``RESENDS`` times on a dropped connection (the runner does
+    it): for cleanup's reads. Its removals are resent by ``_remove``, which must know it."""
+    return call._replace(resend=RESENDS)
+
+
 _HEX = "0123456789abcdef"
 _QUARTERS = "0123"
 _RAW_SHARDS = string.digits + string.ascii_lowercase
@@ -390,7 +397,7 @@ class TableStorage(Storage):
         ops = [("create", self._entity(record, created)), ("upsert", self._index_entity(record))]
         try:
             # Applied twice, the insert finds its key taken: the core draws another key.
-            result = yield Call("submit_transaction", (ops,), resend=True)
+            result = yield Call("submit_transaction", (ops,), resend=1)
         except self._transaction_error as exc:
             if _failed(exc, 0, 409):
                 return None
@@ -439,7 +446,7 @@ class TableStorage(Storage):
             try:
                 # Applied twice, the write meets its own ETag change: the core reloads and
                 # finds its own data.
-                return (yield Call("submit_transaction", (ops,), resend=True))
+                return (yield Call("submit_transaction", (ops,), resend=1))
             except self._transaction_error as exc:
                 if _failed(exc, 0, 404, 412):
                     return None
@@ -487,14 +494,14 @@ class TableStorage(Storage):
                 ops.append(("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": row}))
             try:
                 # Applied twice, the delete finds the session gone (404): read it again.
-                yield Call("submit_transaction", (ops,), resend=True)
+                yield Call("submit_transaction", (ops,), resend=1)
             except self._transaction_error as exc:
                 if _failed(exc, 0, 404, 412):
                     continue  # changed meanwhile: read it again
                 if not _failed(exc, 1, 404):
                     raise
                 try:
-                    yield Call("submit_transaction", (ops[:1],), resend=True)
+                    yield Call("submit_transaction", (ops[:1],), resend=1)
                 except self._transaction_error as exc:
                     if _failed(exc, 0, 404, 412):
                         continue
@@ -507,7 +514,7 @@ class TableStorage(Storage):
     def _removals(self, partition: str, now: datetime.datetime) -> Steps[list[_Removal]]:
         """The expired sessions of one partition, found through their expiry entries."""
         seconds = calendar.timegm(now.utctimetuple())
-        entries = yield from self._reliably(self._due(partition, now, "RowKey", "UserId"))
+        entries = yield _reliable(self._due(partition, now, "RowKey", "UserId"))
         removals = []
         for entry in entries:
             _, end, key = entry["RowKey"].split(".", 2)
@@ -522,7 +529,7 @@ class TableStorage(Storage):
                 ops = [index_op, ("delete", session)]
             else:
                 try:
-                    entity = yield from self._reliably(self._get(key, "Expires"))
+                    entity = yield _reliable(self._get(key, "Expires"))
                 except self._not_found:
                     removals.append(_Removal([index_op], key, entry.get("UserId")))
                     continue
@@ -554,21 +561,6 @@ class TableStorage(Storage):
             },
         )
 
-    def _reliably(self, call: Call) -> Steps[Any]:
-        """The result of ``call``, sent again (up to ``RESENDS`` times) when its connection is
-        dropped: for cleanup's reads, and its removals (see ``_remove``)."""
-        for attempt in range(RESENDS + 1):
-            try:
-                return (yield call)
-            except self._no_response as exc:
-                if attempt == RESENDS or not self.runner.dropped(exc):
-                    raise
-                logger.info(
-                    "Table: a connection was dropped during cleanup; sending the %s again",
-                    call.method,
-                )
-        raise AssertionError("unreachable")  # pragma: no cover
-
     def _remove(self, removals: list[_Removal]) -> Steps[list[_Removal]]:
         """Carry out ``removals`` (one partition, one transaction); return those done."""
         removals = list(removals)
@@ -581,7 +573,9 @@ class TableStorage(Storage):
             except self._no_response as exc:
                 if resent == RESENDS or not self.runner.dropped(exc):
                     raise
-                logger.info("Table: a connection was dropped during cleanup; sending it again")
+                logger.debug(
+                    "Table: the connection of a cleanup transaction was dropped: sending it again"
+                )
                 resent += 1
                 continue
             except self._transaction_error as exc:
@@ -622,7 +616,7 @@ class TableStorage(Storage):
         return done
 
     def _count_partition(self, partition: str) -> Steps[int]:
-        return len((yield from self._reliably(self._due(partition, utcnow(), "RowKey"))))
+        return len((yield _reliable(self._due(partition, utcnow(), "RowKey"))))
 
     def _clear_users(self, partition: str, keys: list[str], sweep: Sweep) -> Steps[None]:
         for batch in _chunks(keys, BATCH):
@@ -639,7 +633,7 @@ class TableStorage(Storage):
         if not keys.is_storage_id(key):
             return None  # in a user entry: written by something else
         try:
-            return (yield from self._reliably(self._get(key, *select)))
+            return (yield _reliable(self._get(key, *select)))
         except self._not_found:
             return None
 
@@ -712,7 +706,7 @@ class TableStorage(Storage):
 
     def _user_entries(self) -> Steps[list[Any]]:
         """Every user entry of the namespace."""
-        entries: list[Any] = yield from self._reliably(
+        entries: list[Any] = yield _reliable(
             Call(
                 "query",
                 ("PartitionKey ge @lo and PartitionKey lt @hi",),
@@ -738,7 +732,7 @@ class TableStorage(Storage):
             names = set(wanted)
             bound, after = "ge", f"s.{wanted[0]}"
             while True:
-                found = yield from self._reliably(
+                found = yield _reliable(
                     Call(
                         "query",
                         (f"PartitionKey eq @pk and RowKey {bound} @after and RowKey le @last",),

@@ -375,14 +375,15 @@ T = TypeVar("T")
 class Call(NamedTuple):
     """One request: a ``TableClient`` method and its arguments ("query" lists entities).
 
-    ``resend``: the request may be sent once more when its connection was dropped without a
-    response (see ``Runner``); for transactions whose steps handle being applied twice.
+    ``resend``: how many times the request may be sent again when its connection was dropped
+    without a response (see ``Runner.dropped``): reads, and transactions whose steps handle
+    being applied twice.
     """
 
     method: str
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = {}  # never mutated
-    resend: bool = False
+    resend: int = 0
 
 
 # An operation written once for both kinds of client: a generator that yields the requests
@@ -503,11 +504,6 @@ class Runner:
             return found
         method = getattr(client, call.method)
         try:
-            try:
-                return method(*call.args, **self._kwargs(call, deadline))
-            except self._no_response as exc:
-                if not self._resends(call, exc):
-                    raise
             return method(*call.args, **self._kwargs(call, deadline))
         except self._azure_error as exc:
             if not self._is_missing_table(exc, call):
@@ -516,12 +512,20 @@ class Runner:
             client.create_table(**{DEADLINE_OPTION: deadline})
         return method(*call.args, **self._kwargs(call, deadline))
 
-    def _resends(self, call: Call, exc: Exception) -> bool:
-        """Whether ``call`` goes out once more after ``exc`` (see ``dropped``)."""
-        if not (call.resend and self.dropped(exc)):
-            return False
-        logger.debug("Table: the connection of a %s was dropped: sending it again", call.method)
-        return True
+    def _resending(self, call: Call) -> Steps[Any]:
+        """``call``'s result, the call sent again (up to ``call.resend`` times) when its
+        connection was dropped without a response (see ``dropped``). Both runners carry out
+        every call through it."""
+        for resent in range(call.resend + 1):
+            try:
+                return (yield call)
+            except self._no_response as exc:
+                if resent == call.resend or not self.dropped(exc):
+                    raise
+                logger.debug(
+                    "Table: the connection of a %s was dropped: sending it again", call.method
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def dropped(self, exc: Exception) -> bool:
         """Whether the connection was closed or reset under the request, without a response.
@@ -560,8 +564,15 @@ class Runner:
         """The value of ``steps``; ``deadline`` bounds all its calls (without one, as for
         listing and clearing, each call has ``MAINTENANCE_TIMEOUT`` of its own)."""
         client = self.client()
+
+        def perform(call: Call) -> Any:
+            return drive(self._resending(call), send)
+
+        def send(call: Call) -> Any:
+            return self._perform(client, call, self._deadline(deadline))
+
         try:
-            return drive(steps, lambda call: self._perform(client, call, self._deadline(deadline)))
+            return drive(steps, perform)
         except (BudgetSpent, self._azure_error) as exc:
             error = self._failure(exc, operation)
             raise error from error.__cause__
@@ -619,11 +630,6 @@ class Runner:
             return found
         method = getattr(client, call.method)
         try:
-            try:
-                return await method(*call.args, **self._kwargs(call, deadline))
-            except self._no_response as exc:
-                if not self._resends(call, exc):
-                    raise
             return await method(*call.args, **self._kwargs(call, deadline))
         except self._azure_error as exc:
             if not self._is_missing_table(exc, call):
@@ -638,6 +644,9 @@ class Runner:
         client = await self.aclient()
 
         def perform(call: Call) -> Awaitable[Any]:
+            return adrive(self._resending(call), send)
+
+        def send(call: Call) -> Awaitable[Any]:
             return self._aperform(client, call, self._deadline(deadline))
 
         try:
