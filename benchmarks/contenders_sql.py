@@ -104,29 +104,30 @@ class RawPsycopg(Contender):
     def prepare(self, count: int) -> list[Any]:
         return [self.create() for _ in range(count)]
 
+    def _execute(self, sql: str, params: Any) -> Any:
+        """Run one prepared statement; a ``SELECT``'s row."""
+        cursor = self.connection.execute(sql, params, prepare=True)
+        return cursor.fetchone() if sql.startswith("SELECT") else None
+
     def _select(self, handle: Any) -> Any:
-        row = self.connection.execute(self.SELECT, (handle, _now()), prepare=True).fetchone()
+        row = self._execute(self.SELECT, (handle, _now()))
         assert row is not None
         return row
+
+    def _update(self, handle: Any, row: Any, payload: bytes) -> None:
+        now = _now()
+        self._execute(self.UPDATE, (payload, now + LIFETIME, row[3], now, handle, row[1]))
 
     def read(self, handle: Any) -> None:
         self._select(handle)
 
     def cycle(self, handle: Any, counter: int) -> None:
-        row = self._select(handle)
-        now = _now()
-        self.connection.execute(
-            self.UPDATE,
-            (self.payload, now + LIFETIME, row[3], now, handle, row[1]),
-            prepare=True,
-        )
+        self._update(handle, self._select(handle), self.payload)
 
     def create(self) -> Any:
         key = keys.new_key()
         now = _now()
-        self.connection.execute(
-            self.INSERT, (key, self.payload, now + LIFETIME, "1042", now, now), prepare=True
-        )
+        self._execute(self.INSERT, (key, self.payload, now + LIFETIME, "1042", now, now))
         return key
 
 
@@ -149,10 +150,7 @@ class RawPsycopgCodec(RawPsycopg):
         row = self._select(handle)
         data = codec.decode(row[0], "benchmark", self.serializer)
         data["counter"] = counter
-        now = _now()
-        payload = codec.encode(data, "benchmark", self.serializer)
-        params = (payload, now + LIFETIME, row[3], now, handle, row[1])
-        self.connection.execute(self.UPDATE, params, prepare=True)
+        self._update(handle, row, codec.encode(data, "benchmark", self.serializer))
 
 
 class DjangoCursorCodec(RawPsycopgCodec):
@@ -169,25 +167,6 @@ class DjangoCursorCodec(RawPsycopgCodec):
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone() if sql.startswith("SELECT") else None
-
-    def _select(self, handle: Any) -> Any:
-        row = self._execute(self.SELECT, (handle, _now()))
-        assert row is not None
-        return row
-
-    def cycle(self, handle: Any, counter: int) -> None:
-        row = self._select(handle)
-        data = codec.decode(row[0], "benchmark", self.serializer)
-        data["counter"] = counter
-        now = _now()
-        payload = codec.encode(data, "benchmark", self.serializer)
-        self._execute(self.UPDATE, (payload, now + LIFETIME, row[3], now, handle, row[1]))
-
-    def create(self) -> Any:
-        key = keys.new_key()
-        now = _now()
-        self._execute(self.INSERT, (key, self.payload, now + LIFETIME, "1042", now, now))
-        return key
 
 
 LIFETIME = datetime.timedelta(weeks=2)
