@@ -276,8 +276,9 @@ def test_clear_expired_removes_100000_rows_in_batches(
     assert remaining.count() == 2_000
     assert not remaining.exclude(key__contains="live").exists()
     statements = [q["sql"].upper() for q in queries]
-    assert len(statements) == 101  # 1,000 rows a batch, then one that finds none left
-    assert all("DELETE" in sql and "LIMIT 1000" in sql for sql in statements)
+    size = storage.batch_size  # CLEAR_BATCH_SIZE, 2500 by default
+    assert len(statements) == 100_000 // size + 1  # full batches, then one that finds none left
+    assert all("DELETE" in sql and f"LIMIT {size}" in sql for sql in statements)
 
 
 @pytest.mark.django_db(databases="__all__")
