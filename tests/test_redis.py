@@ -309,7 +309,7 @@ class TestStorage:
         created = counter.since()
         assert created.pop("evalsha") == 1  # the index script, in the same pipeline as:
         assert created.pop("set") == 1  # the session, SET NX
-        assert set(created) <= {"zscore", "zadd", "zremrangebyscore", "ttl", "expire"}
+        assert set(created) <= {"zscore", "zadd", "zremrangebyscore", "pttl", "expire"}
         assert [r.key for r in store.user_records("7")] == [keys.storage_id(session.session_key)]
         counter.since()
         # Saved again within the index's cover: the update alone, no index write.
@@ -508,7 +508,7 @@ class TestTouch:
             "zscore",
             "zadd",
             "zremrangebyscore",
-            "ttl",
+            "pttl",
             "expire",
         }
         assert len(sends) == 2
@@ -606,24 +606,42 @@ class TestIndexRepair:
         assert store.client.zscore(index, member) == score
         assert [r.key for r in store.user_records("41")] == [stored_id]
 
-    def test_the_index_holds_hashed_ids_as_bytes_and_still_reads_them_as_hex(
+    def test_the_index_holds_hashed_ids_as_bytes_and_prunes_any_other_member(
         self, any_redis: type[SessionStore]
     ) -> None:
-        """Development builds wrote the 64 hex digits: such entries still list their session,
-        and the engine's own repairs remove them; an entry no session id can have is pruned."""
+        """A hashed id is held as its 32 bytes. Members of any other shape (64 hex digits, as
+        development builds wrote them, whose sessions live under names this build never
+        reads; bytes no id can be) stand for no session: reading the index prunes them, and
+        so does clearsessions."""
         store = storage()
-        new, old, gone = signed_in("51", 3)
+        ids = signed_in("51", 2)
         index = store.user_key("51")
         raw = store.client
-        score = raw.zscore(index, bytes.fromhex(old))
-        raw.zrem(index, bytes.fromhex(old), bytes.fromhex(gone))
-        raw.zadd(index, {old.encode(): score, gone.encode(): score, b"\xff not an id": score})
-        raw.delete(store.session_key(gone))
-        assert sorted(r.key for r in store.user_records("51")) == sorted([new, old])
-        assert sorted(raw.zrange(index, 0, -1)) == sorted([bytes.fromhex(new), old.encode()])
-        raw.zadd(index, {b"\xff not an id": score})
-        assert store.clear_expired() == 1
-        assert sorted(raw.zrange(index, 0, -1)) == sorted([bytes.fromhex(new), old.encode()])
+        assert sorted(raw.zrange(index, 0, -1)) == sorted(bytes.fromhex(i) for i in ids)
+        score = raw.zscore(index, bytes.fromhex(ids[0]))
+        raw.zadd(index, {ids[1].encode(): score, b"\xff not an id": score})
+        assert sorted(r.key for r in store.user_records("51")) == sorted(ids)
+        assert sorted(raw.zrange(index, 0, -1)) == sorted(bytes.fromhex(i) for i in ids)
+        raw.zadd(index, {ids[1].encode(): score, b"\xff not an id": score})
+        assert store.clear_expired() == 2
+        assert sorted(raw.zrange(index, 0, -1)) == sorted(bytes.fromhex(i) for i in ids)
+
+    def test_a_key_name_that_is_not_one_the_engine_writes_keeps_its_text(
+        self, redis_engine: type[SessionStore]
+    ) -> None:
+        """43 characters that decode, but not to what the engine writes for that digest
+        (``x`` * 43, standard base64's ``+``): listed as the name itself, so reported as
+        damaged rather than read under another key."""
+        from django_azure_sessions.backends.redis import _id_of, _name
+
+        digest = "fb" * 32  # its name has both of base64url's own characters
+        name = _name(digest)
+        assert "-" in name
+        assert "_" in name
+        assert _id_of(name) == digest
+        standard = name.replace("-", "+").replace("_", "/")
+        for other in ("x" * 43, "a" * 43, standard):
+            assert _id_of(other) == other
 
     def test_unhashed_ids_stay_text(self, redis_engine: type[SessionStore], settings: Any) -> None:
         settings.AZURE_SESSIONS = {**settings.AZURE_SESSIONS, "HASH_KEYS": False}

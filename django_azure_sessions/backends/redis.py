@@ -131,7 +131,8 @@ return 1
 
 # ARGV: session id (see _member), score, now (whole seconds since the epoch: a set of one entry
 # then fits a smaller allocation than with milliseconds). Scores only grow; the set lives as
-# long as its top. (TTL of a key without expiry is -1: the first write sets it.)
+# long as its top. (PTTL, exact where TTL rounds, is -1 for a key without expiry: the first
+# write sets it.)
 INDEX = _script("""
 local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not old or tonumber(old) < tonumber(ARGV[2]) then
@@ -139,7 +140,7 @@ if not old or tonumber(old) < tonumber(ARGV[2]) then
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 local ttl = tonumber(ARGV[2]) - tonumber(ARGV[3])
-if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
+if redis.call('PTTL', KEYS[1]) < ttl * 1000 then redis.call('EXPIRE', KEYS[1], ttl) end
 return 1
 """)
 
@@ -203,11 +204,14 @@ def _name(key: str) -> str:
 
 
 def _id_of(name: str) -> str:
-    """The session id in a key's name (``_name``'s inverse): 43 characters are a hashed id,
-    since an unhashed one has at most 40."""
+    """The session id in a key's name (``_name``'s inverse): 43 characters that ``_name``
+    writes for a hashed id are one, since an unhashed id has at most 40. Any other name is
+    returned as it is (a key that is not a session's reads as damaged or absent)."""
     if len(name) == 43:
         with contextlib.suppress(ValueError):
-            return base64.urlsafe_b64decode(name + "=").hex()
+            key = base64.urlsafe_b64decode(name + "=").hex()
+            if _name(key) == name:
+                return key
     return name
 
 
@@ -217,11 +221,10 @@ def _member(key: str) -> bytes | str:
 
 
 def _member_id(member: bytes) -> str | None:
-    """The session id that user-index ``member`` stands for (None: bytes no id can be, so
-    the entry is stale). Hashed ids are 64 hex digits, so 32 bytes are one's digest; other
-    members are text: unhashed ids, and hashed ones as development builds wrote them."""
-    if len(member) == 32 and app_settings.HASH_KEYS:
-        return member.hex()
+    """The session id that user-index ``member`` stands for; None if none can (the entry is
+    stale: a development build's, or written under the other ``HASH_KEYS``)."""
+    if app_settings.HASH_KEYS:
+        return member.hex() if len(member) == 32 else None
     try:
         return member.decode("ascii")
     except UnicodeDecodeError:
@@ -623,7 +626,7 @@ class RedisStorage(Storage):
         now = _now_ms() // 1000
         [members] = yield from self._list([("ZRANGEBYSCORE", index, f"({now}", "+inf")])
         ids = {member: _member_id(member) for member in members}
-        listed = sorted(key for key in ids.values() if key is not None)
+        listed = sorted({key for key in ids.values() if key is not None})
         records, _, missing = yield from self._load_many(listed)
         gone = {*missing, None}
         stale = [(index, member, key) for member, key in ids.items() if key in gone]

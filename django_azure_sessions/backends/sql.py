@@ -364,10 +364,6 @@ class SQLStorage(Storage):
         expires, created, updated = self._from_db(expires, created, updated)
         return Record(key, bytes(data), expires, user_id, version, created, updated, device)
 
-    def _queryset(self) -> Any:
-        queryset = Session.objects.using(self.alias)
-        return queryset.filter(key__startswith=self.prefix) if self.prefix else queryset
-
     def _rows(self, stored: Sequence[str]) -> list[Any]:
         """The columns of the rows whose stored keys are ``stored``, in one statement per
         batch; row by row when a value breaks the driver's conversion of the batch."""
@@ -521,7 +517,7 @@ class SQLStorage(Storage):
         return removed
 
     def _clear_batch_orm(self) -> int:
-        expired = self._queryset().filter(expires__lte=_to_django(utcnow()))
+        expired = self.queryset().filter(expires__lte=_to_django(utcnow()))
         batch = list(expired.order_by("expires").values_list("pk", flat=True)[: self.batch_size])
         if not batch:
             return 0
@@ -534,12 +530,12 @@ class SQLStorage(Storage):
         return int(self._run("count expired", sql, [self._db_time(utcnow()), *extra], "one")[0])
 
     def user_records(self, user_id: str) -> list[Record]:
-        live = self._queryset().filter(user_id=user_id, expires__gt=_to_django(utcnow()))
+        live = self.queryset().filter(user_id=user_id, expires__gt=_to_django(utcnow()))
         return self._read(live.order_by("key").values_list("key", flat=True))[0]
 
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
         cursor = key_cursor(cursor)
-        live = self._queryset().filter(expires__gt=_to_django(utcnow())).order_by("key")
+        live = self.queryset().filter(expires__gt=_to_django(utcnow())).order_by("key")
         if cursor is not None:
             live = live.filter(key__gt=self.prefix + cursor)
         stored = list(live.values_list("key", flat=True)[:limit])
