@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
+from django.db import connections
 
 pytest_plugins = [
     "tests.fixtures.browser",
@@ -48,3 +51,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             + ". Start them (see docs/testing.md) and run again.",
             returncode=3,
         )
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's, closing this thread's connections before the test databases go.
+
+    Django's own ``TestCase.tearDownClass`` closes them, pytest-django does not: a mirror
+    alias (``postgres_proxy``) left connected to ``test_das_...`` made PostgreSQL refuse to
+    drop it ("being accessed by other users"), and the database stayed behind.
+    """
+    yield
+    with django_db_blocker.unblock():
+        connections.close_all()
