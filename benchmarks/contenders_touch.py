@@ -20,7 +20,6 @@ then a replace of the whole entity with its encoded data: the floor of a touch a
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 from django.conf import settings
@@ -93,48 +92,6 @@ class RequestShape(Contender):
         self.read(handle)
 
 
-class RawTableWrite(Contender):
-    """``get_entity``, then ``update_entity`` with If-Match: a merge of the two times (a
-    touch's floor) or a replace of the whole entity (a save's)."""
-
-    def __init__(self, name: str, merge: bool) -> None:
-        from .contenders_table import RawTables
-
-        self.name = name
-        self.merge = merge
-        self.raw = RawTables()
-
-    def setup(self) -> None:
-        from azure.data.tables import UpdateMode
-
-        self.raw.setup()
-        self.mode = UpdateMode.MERGE if self.merge else UpdateMode.REPLACE
-
-    def teardown(self) -> None:
-        self.raw.teardown()
-
-    def prepare(self, count: int) -> list[Any]:
-        return self.raw.prepare(count)
-
-    def create(self) -> Any:
-        return self.raw.create()
-
-    def read(self, handle: Any) -> None:
-        from .contenders_table import _expires
-
-        entity = self.raw._get(handle)
-        written = self.raw._entity(handle)
-        if self.merge:
-            written = {key: written[key] for key in ("PartitionKey", "RowKey", "Expires")}
-            written["Updated"] = datetime.datetime.now(datetime.timezone.utc)
-        written["Expires"] = _expires()
-        etag, condition = entity.metadata["etag"], self.raw.if_match
-        self.raw.client.update_entity(written, self.mode, etag=etag, match_condition=condition)
-
-    def cycle(self, handle: Any, counter: int) -> None:
-        self.read(handle)
-
-
 def contenders(engine: str) -> list[Contender]:
     release: Any = None
     if engine == "sql":
@@ -154,7 +111,7 @@ def contenders(engine: str) -> list[Contender]:
     else:
         from django_azure_sessions.backends.table import SessionStore as store
 
-        from .contenders_table import ENDPOINT, TABLE_NAME
+        from .contenders_table import ENDPOINT, TABLE_NAME, RawTableWrite
 
         section = {
             "KEY_PREFIX": "bench-touch:",

@@ -53,7 +53,7 @@ from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 from ..conf import app_settings
-from ..core.keys import is_storage_id
+from ..core.keys import is_hashed, is_storage_id
 from ..core.session import StoreSession
 from ..core.steps import Steps, adrive, drive
 from ..core.storage import DamagedRecord, Deadline, Page, Record, Storage, Sweep
@@ -171,6 +171,11 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _now_s() -> int:
+    """Now in the user index's unit: whole seconds, rounded down."""
+    return time.time_ns() // 1_000_000_000
+
+
 def _score(ms: int) -> int:
     """A user-index score: ``ms`` rounded up to a whole second, so an entry never goes early."""
     return -(-ms // 1000)
@@ -192,13 +197,10 @@ def _ms(when: datetime.datetime) -> int:
     return (when - _EPOCH) // _MS  # exact, where int(timestamp() * 1000) may round down
 
 
-_HASHED_ID = re.compile(r"[0-9a-f]{64}")
-
-
 def _name(key: str) -> str:
     """Session id ``key`` as its key's name holds it: a hashed id (64 hex digits) as the 43
     base64url characters of its 32 bytes, a key name a third shorter."""
-    if len(key) == 64 and _HASHED_ID.fullmatch(key):
+    if len(key) == 64 and is_hashed(key):
         return base64.urlsafe_b64encode(bytes.fromhex(key)).rstrip(b"=").decode()
     return key
 
@@ -217,7 +219,7 @@ def _id_of(name: str) -> str:
 
 def _member(key: str) -> bytes | str:
     """How a user index holds session id ``key``: a hashed id as its 32 bytes, half its hex."""
-    return bytes.fromhex(key) if app_settings.HASH_KEYS and is_storage_id(key) else key
+    return bytes.fromhex(key) if app_settings.HASH_KEYS and is_hashed(key) else key
 
 
 def _member_id(member: bytes) -> str | None:
@@ -324,6 +326,11 @@ class RedisStorage(Storage):
 
     def session_key(self, key: str) -> str:
         return f"{self._sessions}{_name(key)}}}"
+
+    def _stored_id(self, session_key: bytes) -> str:
+        """The session id in ``session_key``, a key name a listing found (``session_key``'s
+        inverse)."""
+        return _id_of(session_key.decode()[len(self._sessions) : -1])
 
     def user_key(self, user_id: str) -> str:
         return f"{self._users}{user_id}}}"
@@ -554,7 +561,7 @@ class RedisStorage(Storage):
         keys = yield from self._listing("keys", self._index_pattern)
         while not sweep.stopped() and (indexes := (yield from self._listing("next", keys))):
             before = pruned
-            now = _now_ms() // 1000
+            now = _now_s()
             commands: list[tuple[Any, ...]] = []
             for index in indexes:
                 commands += [("ZREMRANGEBYSCORE", index, "-inf", now), ("ZRANGE", index, 0, -1)]
@@ -583,7 +590,7 @@ class RedisStorage(Storage):
         count = 0
         keys = yield from self._listing("keys", self._index_pattern)
         while indexes := (yield from self._listing("next", keys)):
-            now = _now_ms() // 1000
+            now = _now_s()
             replies = yield from self._list([("ZCOUNT", index, "-inf", now) for index in indexes])
             count += sum(replies)
         return count
@@ -623,8 +630,7 @@ class RedisStorage(Storage):
 
     def _user_records(self, user_id: str) -> Steps[Request, list[Record]]:
         index = self.user_key(user_id)
-        now = _now_ms() // 1000
-        [members] = yield from self._list([("ZRANGEBYSCORE", index, f"({now}", "+inf")])
+        [members] = yield from self._list([("ZRANGEBYSCORE", index, f"({_now_s()}", "+inf")])
         ids = {member: _member_id(member) for member in members}
         listed = sorted({key for key in ids.values() if key is not None})
         records, _, missing = yield from self._load_many(listed)
@@ -653,14 +659,12 @@ class RedisStorage(Storage):
         """Steps of a page in key order (Cluster): each pass scans every session key."""
         records: list[Record] = []
         damaged = 0
-        offset = len(self._sessions)
         while len(records) < limit:
             wanted = limit - len(records)
             ids: list[str] = []
             keys = yield from self._listing("keys", self._pattern)
             while batch := (yield from self._listing("next", keys)):
-                listed = [_id_of(key.decode()[offset:-1]) for key in batch]
-                ids = _smallest([ids, listed], after, wanted)
+                ids = _smallest([ids, [self._stored_id(key) for key in batch]], after, wanted)
             found, bad, _ = yield from self._load_many(ids)
             records.extend(found)
             damaged += bad
@@ -677,8 +681,7 @@ class RedisStorage(Storage):
         damaged = 0
         while True:
             following, found = yield from self._listing("scan", scan)
-            offset = len(self._sessions)
-            ids = sorted({_id_of(key.decode()[offset:-1]) for key in found})  # resumable
+            ids = sorted({self._stored_id(key) for key in found})  # sorted: resumable
             if after is not None:
                 ids, after = [i for i in ids if i > after], None
             done = 0
@@ -850,10 +853,9 @@ class RedisStorage(Storage):
     def records(self, batch_size: int = 500) -> Iterator[Record | None]:
         """Every live record, in SCAN order: one pass of SCAN, as the pages together make;
         None for each damaged value skipped."""
-        offset = len(self._sessions)
         keys = self.client.scan_iter(match=self._pattern, count=SCAN_COUNT)
         while batch := list(itertools.islice(keys, batch_size)):
-            ids = [_id_of(key.decode()[offset:-1]) for key in batch]
+            ids = [self._stored_id(key) for key in batch]
             found, damaged, _ = self._drive(self._load_many(ids))
             yield from found
             yield from itertools.repeat(None, damaged)

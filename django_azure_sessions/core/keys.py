@@ -49,7 +49,11 @@ def storage_id(session_key: str) -> str:
     return session_key
 
 
+def is_hashed(value: str) -> bool:
+    """Whether ``value`` is what ``storage_id()`` makes with ``HASH_KEYS``: 64 hex digits."""
+    return _HASHED.fullmatch(value) is not None
+
+
 def is_storage_id(value: str) -> bool:
     """Whether ``value`` is what ``storage_id()`` makes under the current settings."""
-    pattern = _HASHED if app_settings.HASH_KEYS else _VALID
-    return pattern.fullmatch(value) is not None
+    return is_hashed(value) if app_settings.HASH_KEYS else is_valid(value)
